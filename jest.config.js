@@ -1,0 +1,31 @@
+// One jest run covers the workspace; each project is one package or one way of running it.
+
+/** @param {string} name @param {string} dir @param {object} [extra] */
+function project(name, dir, extra = {}) {
+  return {
+    displayName: name,
+    rootDir: `<rootDir>/${dir}`,
+    testEnvironment: 'node',
+    transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: `${__dirname}/tsconfig.base.json` }] },
+    testMatch: ['<rootDir>/**/*.test.ts'],
+    ...extra,
+  };
+}
+
+module.exports = {
+  testTimeout: 30000,
+  projects: [
+    project('common', 'packages/common'),
+    project('tokens', 'packages/tokens'),
+    project('auth', 'services/auth'),
+    // The same auth integration suite once more on the embedded database, so the
+    // PGlite path (what `pnpm start` uses without DATABASE_URL) stays tested.
+    project('auth-pglite', 'services/auth', {
+      testMatch: ['<rootDir>/test/**/*.int.test.ts'],
+      setupFiles: [`${__dirname}/packages/testing/src/use-pglite.ts`],
+    }),
+    project('content', 'services/content'),
+    project('gateway', 'gateway'),
+    project('e2e', 'test/e2e', { testTimeout: 90000 }),
+  ],
+};
