@@ -1,0 +1,38 @@
+import { z } from 'zod';
+
+/**
+ * Parses `env` with `schema` and returns a frozen, typed config, or throws one error that
+ * lists every invalid variable, so start-up fails once with everything to fix.
+ */
+export function parseEnv<S extends z.ZodType>(service: string, schema: S, env: NodeJS.ProcessEnv): Readonly<z.output<S>> {
+  const result = schema.safeParse(env);
+  if (!result.success) {
+    const lines = result.error.issues.map((issue) => `  - ${issue.path.join('.') || '(env)'}: ${issue.message}`);
+    throw new Error(`Invalid configuration for ${service}:\n${lines.join('\n')}`);
+  }
+  return Object.freeze(result.data);
+}
+
+/** An env var holding a TCP port; 0 asks the OS for a free one. */
+export const portVar = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
+
+/** An env var holding an http(s) URL, without a trailing slash. */
+export const urlVar = (fallback: string) =>
+  z
+    .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+    .default(fallback)
+    .transform((url) => url.replace(/\/+$/, ''));
+
+/** An env var holding a comma-separated list. */
+export const listVar = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((value) =>
+      value
+        .split(',')
+        .map((item) => item.trim())
+        .filter(Boolean),
+    );
+
+export const logLevelVar = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info');

@@ -1,0 +1,6 @@
+export * from './errors';
+export * from './error-handler';
+export * from './logger';
+export * from './middleware';
+export * from './config';
+export * from './server';

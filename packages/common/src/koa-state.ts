@@ -1,0 +1,13 @@
+import type { Logger } from 'pino';
+
+// What the shared middleware puts on `ctx.state` for every request of every service.
+declare module 'koa' {
+  interface DefaultState {
+    /** Set by `requestId()`: the caller's `x-request-id` when well-formed, else a new one. */
+    requestId: string;
+    /** Set by `requestId()`: the service logger bound to this request's id. */
+    log: Logger;
+  }
+}
+
+export {};

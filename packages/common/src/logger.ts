@@ -1,0 +1,44 @@
+import pino, { type Logger, type DestinationStream } from 'pino';
+
+export type { Logger };
+
+/**
+ * Paths pino blanks out wherever they appear in a log line. Tokens and passwords must never
+ * reach a log, even when a whole request or error object is logged by mistake.
+ */
+export const REDACTED_PATHS = [
+  'password',
+  'token',
+  'accessToken',
+  'refreshToken',
+  'authorization',
+  '*.password',
+  '*.token',
+  '*.accessToken',
+  '*.refreshToken',
+  '*.authorization',
+  '*.headers.authorization',
+  '*.headers["x-access-token"]',
+  'headers["x-access-token"]',
+];
+
+/**
+ * Creates the service's root logger: JSON lines on stdout (or `destination`), one field
+ * `service` naming the process.
+ */
+export function createLogger(options: { service: string; level?: string; destination?: DestinationStream }): Logger {
+  return pino(
+    {
+      level: options.level ?? 'info',
+      base: { service: options.service },
+      redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+    },
+    options.destination,
+  );
+}
+
+/** A logger that writes nothing, for tests that do not look at logs. */
+export function createSilentLogger(): Logger {
+  return pino({ level: 'silent' });
+}

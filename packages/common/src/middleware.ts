@@ -1,0 +1,46 @@
+import { randomUUID } from 'node:crypto';
+import type { Middleware } from 'koa';
+import { bodyParser } from '@koa/bodyparser';
+import type { Logger } from './logger';
+import './koa-state';
+
+export const REQUEST_ID_HEADER = 'x-request-id';
+const WELL_FORMED_REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
+
+/**
+ * Gives each request an id (kept from a well-formed incoming `x-request-id`, so the gateway's
+ * id follows a request through every service) and a child logger that carries it.
+ */
+export function requestId(logger: Logger): Middleware {
+  return async function assignRequestId(ctx, next) {
+    const incoming = ctx.get(REQUEST_ID_HEADER);
+    const id = WELL_FORMED_REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    ctx.state.requestId = id;
+    ctx.state.log = logger.child({ requestId: id });
+    ctx.set(REQUEST_ID_HEADER, id);
+    await next();
+  };
+}
+
+/**
+ * One log line per request, written when the response has been sent (so it also covers
+ * responses written outside Koa, such as proxied ones). Never logs headers or bodies.
+ */
+export function accessLog(): Middleware {
+  return async function logRequest(ctx, next) {
+    const started = process.hrtime.bigint();
+    ctx.res.once('close', () => {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      const status = ctx.respond === false ? ctx.res.statusCode : ctx.status;
+      const line = { method: ctx.method, path: ctx.path, status, ms: Math.round(ms * 10) / 10 };
+      if (ctx.path === '/healthz' || ctx.path === '/readyz') ctx.state.log.debug(line, 'request');
+      else ctx.state.log.info(line, 'request');
+    });
+    await next();
+  };
+}
+
+/** Parses JSON request bodies only, within a small size limit; anything else leaves `{}`. */
+export function jsonBody(options: { limit?: string } = {}): Middleware {
+  return bodyParser({ enableTypes: ['json'], jsonLimit: options.limit ?? '16kb', encoding: 'utf-8' });
+}
