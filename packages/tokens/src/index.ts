@@ -1,0 +1,5 @@
+export * from './claims';
+export * from './sign';
+export * from './jwks';
+export * from './verify';
+export * from './guard';

@@ -1,0 +1,118 @@
+import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
+import type { Logger } from '@gatehouse/common';
+import { ACCESS_TOKEN_ALGORITHM } from './claims';
+
+/** A JSON Web Key as published in Gatehouse's JWKS (RSA public keys only). */
+export interface PublicJwk {
+  kty: 'RSA';
+  kid: string;
+  use: 'sig';
+  alg: typeof ACCESS_TOKEN_ALGORITHM;
+  n: string;
+  e: string;
+}
+
+/** Builds the public JWK for a key pair's public half. */
+export function toPublicJwk(kid: string, publicKey: KeyObject): PublicJwk {
+  const jwk = publicKey.export({ format: 'jwk' });
+  if (jwk.kty !== 'RSA' || typeof jwk.n !== 'string' || typeof jwk.e !== 'string') {
+    throw new Error(`signing key ${kid} is not an RSA key`);
+  }
+  return { kty: 'RSA', kid, use: 'sig', alg: ACCESS_TOKEN_ALGORITHM, n: jwk.n, e: jwk.e };
+}
+
+/** Where verification finds a public key by `kid`. */
+export interface KeyResolver {
+  /** The key for `kid`, or undefined when it is unknown even after a permitted refetch. */
+  getKey(kid: string): Promise<KeyObject | undefined>;
+}
+
+export interface JwksClientOptions {
+  url: string;
+  logger: Logger;
+  /** Unknown `kid`s trigger a refetch at most this often, so forged kids cannot flood auth. */
+  minRefetchIntervalMs?: number;
+  timeoutMs?: number;
+  /** Injected for tests; milliseconds since the epoch. */
+  now?: () => number;
+  fetch?: typeof fetch;
+}
+
+export interface JwksClient extends KeyResolver {
+  /** Fetches the JWKS now, replacing the cached keys; keeps the old ones when it fails. */
+  refresh(): Promise<void>;
+  /** How many keys are cached. */
+  readonly size: number;
+}
+
+function isUsableJwk(value: unknown): value is JsonWebKey & { kid: string } {
+  if (typeof value !== 'object' || value === null) return false;
+  const jwk: Record<string, unknown> = { ...value };
+  return (
+    jwk.kty === 'RSA' &&
+    typeof jwk.kid === 'string' &&
+    typeof jwk.n === 'string' &&
+    typeof jwk.e === 'string' &&
+    (jwk.use === undefined || jwk.use === 'sig') &&
+    (jwk.alg === undefined || jwk.alg === ACCESS_TOKEN_ALGORITHM)
+  );
+}
+
+/**
+ * A cache of the auth service's public keys, by `kid`.
+ *
+ * @remarks A known `kid` costs one map lookup. An unknown `kid` refetches the JWKS (at most once
+ * per `minRefetchIntervalMs`, concurrent misses share one fetch), which is how a newly rotated
+ * key is picked up. When auth is down the cached keys keep serving.
+ */
+export function createJwksClient(options: JwksClientOptions): JwksClient {
+  const minInterval = options.minRefetchIntervalMs ?? 10_000;
+  const timeoutMs = options.timeoutMs ?? 2_000;
+  const now = options.now ?? Date.now;
+  const doFetch = options.fetch ?? fetch;
+  let keys = new Map<string, KeyObject>();
+  let lastAttempt = Number.NEGATIVE_INFINITY;
+  let inFlight: Promise<void> | undefined;
+
+  async function load(): Promise<void> {
+    lastAttempt = now();
+    const response = await doFetch(options.url, { signal: AbortSignal.timeout(timeoutMs) });
+    if (!response.ok) throw new Error(`JWKS answered ${response.status}`);
+    const body: unknown = await response.json();
+    const list: unknown[] =
+      typeof body === 'object' && body !== null && 'keys' in body && Array.isArray(body.keys) ? body.keys : [];
+    const next = new Map<string, KeyObject>();
+    for (const jwk of list) {
+      if (!isUsableJwk(jwk)) continue;
+      next.set(jwk.kid, createPublicKey({ key: jwk, format: 'jwk' }));
+    }
+    keys = next;
+    options.logger.info({ kids: [...next.keys()] }, 'signing keys loaded');
+  }
+
+  function refresh(): Promise<void> {
+    inFlight ??= load()
+      .catch((err: unknown) => {
+        options.logger.warn({ err, url: options.url }, 'could not fetch signing keys; keeping cached ones');
+        throw err;
+      })
+      .finally(() => {
+        inFlight = undefined;
+      });
+    return inFlight;
+  }
+
+  return {
+    refresh,
+    get size() {
+      return keys.size;
+    },
+    async getKey(kid) {
+      const cached = keys.get(kid);
+      if (cached) return cached;
+      if (!inFlight && now() - lastAttempt < minInterval) return undefined;
+      await refresh().catch(() => undefined);
+      return keys.get(kid);
+    },
+  };
+}

@@ -1,0 +1,59 @@
+import jwt from 'jsonwebtoken';
+import { UnauthorizedError } from '@gatehouse/common';
+import { ACCESS_TOKEN_ALGORITHM, MAX_TOKEN_LENGTH, accessTokenClaimsSchema, type AccessTokenClaims } from './claims';
+import type { KeyResolver } from './jwks';
+
+export interface VerifyOptions {
+  keys: KeyResolver;
+  issuer: string;
+  audience: string;
+  clockToleranceSeconds: number;
+  /** Seconds since the epoch, from the injected clock. */
+  nowSeconds: () => number;
+}
+
+/** The one rejection every bad token gets; the cause is kept for logs, never sent. */
+export function invalidToken(cause: unknown): UnauthorizedError {
+  return new UnauthorizedError('auth.invalid_token', 'Unauthorized!', {
+    cause,
+    headers: { 'WWW-Authenticate': 'Bearer error="invalid_token"' },
+  });
+}
+
+const KID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
+
+/**
+ * Verifies an access token and returns its claims, or throws 401 `auth.invalid_token`.
+ *
+ * @remarks The algorithm list is pinned to RS256 and checked on the header before a key is
+ * looked up, so `none`, HS256-with-the-public-key and other confusions never reach a verifier;
+ * issuer, audience and expiry are checked by jsonwebtoken, the claim shapes by zod.
+ */
+export function createTokenVerifier(options: VerifyOptions): (token: string) => Promise<AccessTokenClaims> {
+  return async function verifyAccessToken(token) {
+    if (token.length > MAX_TOKEN_LENGTH) throw invalidToken(new Error('token too long'));
+    const decoded = jwt.decode(token, { complete: true });
+    if (!decoded || typeof decoded.payload === 'string') throw invalidToken(new Error('malformed token'));
+    const { alg, kid } = decoded.header;
+    if (alg !== ACCESS_TOKEN_ALGORITHM) throw invalidToken(new Error(`algorithm ${alg} not allowed`));
+    if (typeof kid !== 'string' || !KID_PATTERN.test(kid)) throw invalidToken(new Error('missing or malformed kid'));
+    const key = await options.keys.getKey(kid);
+    if (!key) throw invalidToken(new Error(`unknown kid ${kid}`));
+
+    let payload: unknown;
+    try {
+      payload = jwt.verify(token, key, {
+        algorithms: [ACCESS_TOKEN_ALGORITHM],
+        issuer: options.issuer,
+        audience: options.audience,
+        clockTolerance: options.clockToleranceSeconds,
+        clockTimestamp: options.nowSeconds(),
+      });
+    } catch (err) {
+      throw invalidToken(err);
+    }
+    const claims = accessTokenClaimsSchema.safeParse(payload);
+    if (!claims.success) throw invalidToken(claims.error);
+    return claims.data;
+  };
+}
