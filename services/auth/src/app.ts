@@ -1,0 +1,47 @@
+import Koa from 'koa';
+import Router from '@koa/router';
+import type { Knex } from 'knex';
+import { accessLog, errorHandler, healthRoutes, jsonBody, requestId, type Logger } from '@gatehouse/common';
+import type { AuthConfig } from './config';
+import { createUserRepository } from './db/repositories/user.repository';
+import { authRoutes } from './routes/auth/auth.routes';
+import { jwksRoutes } from './routes/jwks/jwks.routes';
+import { createAuthService } from './services/auth.service';
+import { createPasswordHasher } from './services/passwords';
+import type { KeyStore } from './services/signing-keys';
+
+export interface AppDeps {
+  config: Pick<AuthConfig, 'issuer' | 'audience' | 'accessTokenTtlSeconds' | 'bcryptCost'>;
+  knex: Knex;
+  keys: KeyStore;
+  logger: Logger;
+  clock?: () => Date;
+}
+
+/** Builds the auth service's Koa app; a new one on every call, holding nothing global. */
+export function createApp(deps: AppDeps): Koa {
+  const { config, knex, keys, logger } = deps;
+  const clock = deps.clock ?? (() => new Date());
+  const users = createUserRepository(knex);
+  const auth = createAuthService({
+    users,
+    passwords: createPasswordHasher(config.bcryptCost),
+    keys,
+    tokens: config,
+    clock,
+  });
+
+  const router = new Router();
+  authRoutes(router, { auth });
+  jwksRoutes(router, { keys });
+
+  const app = new Koa();
+  app.use(errorHandler());
+  app.use(requestId(logger));
+  app.use(accessLog());
+  app.use(healthRoutes({ database: () => knex.raw('SELECT 1') }));
+  app.use(jsonBody());
+  app.use(router.routes());
+  app.use(router.allowedMethods({ throw: true }));
+  return app;
+}

@@ -1,0 +1,108 @@
+import { parseArgs } from 'node:util';
+import { ZodError } from 'zod';
+import { createLogger } from '@gatehouse/common';
+import { ROLES, type RoleName } from '@gatehouse/tokens';
+import { loadConfig } from './config';
+import { createDb, migrateDb } from './db/create-db';
+import { createUserRepository } from './db/repositories/user.repository';
+import { signUpBody } from './routes/auth/auth.schema';
+import { createPasswordHasher } from './services/passwords';
+
+const USAGE = `Gatehouse auth CLI (uses DATABASE_URL, else the embedded database under DATA_DIR)
+
+  create-admin --username NAME --email EMAIL [--password PASSWORD]
+      Creates a user with the roles user and admin. The password comes from --password or,
+      better (it stays out of shell history), from the ADMIN_PASSWORD environment variable.
+
+  set-roles --username NAME --roles ROLE[,ROLE...]
+      Gives the user exactly these roles (${ROLES.join(', ')}).
+
+  migrate
+      Brings the database schema up to date (the auth service also does this at start).
+`;
+
+class UsageError extends Error {}
+
+function parseRoles(value: string | undefined): RoleName[] {
+  const names = (value ?? '').split(',').map((name) => name.trim()).filter(Boolean);
+  if (names.length === 0) throw new UsageError('--roles needs at least one role');
+  return names.map((name) => {
+    const role = ROLES.find((known) => known === name);
+    if (!role) throw new UsageError(`Role does not exist: ${name} (known: ${ROLES.join(', ')})`);
+    return role;
+  });
+}
+
+/** Runs one CLI command; returns the process exit code. */
+export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: (line: string) => void): Promise<number> {
+  const { positionals, values } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      username: { type: 'string' },
+      email: { type: 'string' },
+      password: { type: 'string' },
+      roles: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const [command] = positionals;
+  if (values.help || !command) {
+    out(USAGE);
+    return command || values.help ? 0 : 2;
+  }
+
+  const config = loadConfig(env);
+  const db = createDb(config);
+  try {
+    await migrateDb(db.knex, createLogger({ service: 'auth-cli', level: 'warn' }));
+    const users = createUserRepository(db.knex);
+    switch (command) {
+      case 'migrate':
+        out('Database schema is up to date.');
+        return 0;
+      case 'create-admin': {
+        const input = signUpBody.parse({
+          username: values.username,
+          email: values.email,
+          password: values.password ?? env.ADMIN_PASSWORD,
+        });
+        const passwordHash = await createPasswordHasher(config.bcryptCost).hash(input.password);
+        const user = await users.insertUser({ ...input, passwordHash, roles: ['user', 'admin'] });
+        out(`Created admin ${user.username} (id ${user.id}) with roles ${user.roles.join(', ')}.`);
+        return 0;
+      }
+      case 'set-roles': {
+        if (!values.username) throw new UsageError('--username is required');
+        const roles = parseRoles(values.roles);
+        const user = await users.findUserByUsername(values.username);
+        if (!user || !(await users.setUserRoles(user.id, roles))) {
+          out(`No user named ${values.username}.`);
+          return 1;
+        }
+        out(`${user.username} now has the roles ${roles.join(', ')}. Tokens issued from now on carry them.`);
+        return 0;
+      }
+      default:
+        throw new UsageError(`Unknown command: ${command}`);
+    }
+  } finally {
+    await db.close();
+  }
+}
+
+if (require.main === module) {
+  runCli(process.argv.slice(2), process.env, (line) => process.stdout.write(`${line}\n`))
+    .then((code) => process.exit(code))
+    .catch((err: unknown) => {
+      const message = describeError(err);
+      process.stderr.write(`${message}\n`);
+      process.exit(err instanceof UsageError ? 2 : 1);
+    });
+}
+
+function describeError(err: unknown): string {
+  if (err instanceof UsageError) return `${err.message}\n\n${USAGE}`;
+  if (err instanceof ZodError) return err.issues.map((issue) => `${issue.path.join('.') || 'input'}: ${issue.message}`).join('\n');
+  return err instanceof Error ? err.message : String(err);
+}

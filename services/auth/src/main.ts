@@ -1,0 +1,29 @@
+import { createLogger, exitOnSignals, startServer } from '@gatehouse/common';
+import { createApp } from './app';
+import { loadConfig } from './config';
+import { createDb, migrateDb } from './db/create-db';
+import { loadSigningKeys } from './services/signing-keys';
+
+// Composition root: the only place that reads the environment, opens the pool and listens.
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const logger = createLogger({ service: 'auth', level: config.logLevel });
+  const db = createDb(config);
+  logger.info(
+    db.kind === 'postgres'
+      ? { database: 'postgres' }
+      : { database: 'embedded (PGlite)', dataDir: config.dataDir },
+    db.kind === 'postgres' ? 'using PostgreSQL from DATABASE_URL' : 'no DATABASE_URL: using the embedded PostgreSQL (PGlite)',
+  );
+  await migrateDb(db.knex, logger);
+  const keys = await loadSigningKeys(db.knex, logger);
+  const app = createApp({ config, knex: db.knex, keys, logger });
+  const running = await startServer(app, { port: config.port, host: config.host });
+  logger.info({ url: running.url }, 'auth listening');
+  exitOnSignals(running, logger, () => db.close());
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`auth failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

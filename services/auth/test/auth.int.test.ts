@@ -1,0 +1,202 @@
+import { createPublicKey } from 'node:crypto';
+import jwt from 'jsonwebtoken';
+import { createSilentLogger } from '@gatehouse/common';
+import { buildUser } from '@gatehouse/testing';
+import { loadSigningKeys } from '../src/services/signing-keys';
+import { startAuth, TEST_CONFIG, type AuthHarness } from './helpers';
+
+let auth: AuthHarness;
+
+beforeAll(async () => {
+  auth = await startAuth();
+});
+
+afterAll(async () => {
+  await auth?.close();
+});
+
+async function signUp(body: unknown) {
+  const res = await auth.post('/api/auth/signup', body);
+  return { status: res.status, body: await res.json() };
+}
+
+async function signIn(username: string, password: string) {
+  const res = await auth.post('/api/auth/signin', { username, password });
+  return { status: res.status, body: await res.json() };
+}
+
+describe('[POST /api/auth/signup]', () => {
+  it('returns 201 with the tutorial message and stores a bcrypt hash, never the password', async () => {
+    const user = buildUser();
+    const res = await signUp(user);
+    expect(res).toEqual({ status: 201, body: { message: 'User registered successfully!' } });
+
+    const row = await auth.db.knex('users').whereRaw('lower(username) = lower(?)', [user.username]).first();
+    expect(row.password_hash).toMatch(/^\$2[aby]\$04\$/);
+    expect(JSON.stringify(row)).not.toContain(user.password);
+    const roles = await auth.db.knex('user_roles').join('roles', 'roles.id', 'user_roles.role_id').where({ user_id: row.id }).pluck('name');
+    expect(roles).toEqual(['user']);
+  });
+
+  it('returns 400 "Failed! Username is already in use!" for the same username in another case', async () => {
+    const user = buildUser();
+    await signUp(user);
+    const again = await signUp(buildUser({ username: user.username.toUpperCase() }));
+    expect(again.status).toBe(400);
+    expect(again.body).toMatchObject({ message: 'Failed! Username is already in use!', code: 'user.username_taken' });
+  });
+
+  it('returns 400 "Failed! Email is already in use!" for the same email in another case', async () => {
+    const user = buildUser();
+    await signUp(user);
+    const again = await signUp(buildUser({ email: user.email.toUpperCase() }));
+    expect(again.status).toBe(400);
+    expect(again.body).toMatchObject({ message: 'Failed! Email is already in use!', code: 'user.email_taken' });
+  });
+
+  it('lets exactly one of several racing sign-ups of one username through, and answers the rest 400', async () => {
+    const username = buildUser().username;
+    const results = await Promise.all(Array.from({ length: 8 }, () => signUp(buildUser({ username }))));
+    const statuses = results.map((result) => result.status).sort();
+    expect(statuses).toEqual([201, 400, 400, 400, 400, 400, 400, 400]);
+    for (const result of results.filter((r) => r.status === 400)) {
+      expect(result.body.message).toBe('Failed! Username is already in use!');
+    }
+    const count = await auth.db.knex('users').whereRaw('lower(username) = lower(?)', [username]).count({ n: '*' }).first();
+    expect(Number(count?.n)).toBe(1);
+  });
+
+  it('never grants moderator or admin through sign-up, whatever roles are sent', async () => {
+    const user = buildUser();
+    const res = await signUp({ ...user, roles: ['admin', 'moderator'] });
+    expect(res.status).toBe(201);
+    const signedIn = await signIn(user.username, user.password);
+    expect(signedIn.body.roles).toEqual(['ROLE_USER']);
+    expect(jwt.decode(signedIn.body.accessToken)).toMatchObject({ roles: ['user'] });
+  });
+
+  it('returns 400 "Failed! Role does not exist: X" for an unknown role and creates no user', async () => {
+    const user = buildUser();
+    const res = await signUp({ ...user, roles: ['user', 'superuser'] });
+    expect(res.status).toBe(400);
+    expect(res.body).toMatchObject({ message: 'Failed! Role does not exist: superuser', code: 'user.unknown_role' });
+    expect(await auth.db.knex('users').where({ username: user.username }).first()).toBeUndefined();
+  });
+
+  it.each([
+    ['a too short password', { password: 'short' }, 'password'],
+    ['a password over 72 bytes (bcrypt would truncate it)', { password: 'é'.repeat(37) }, 'password'],
+    ['a malformed email', { email: 'not-an-email' }, 'email'],
+    ['a username with spaces', { username: 'bad name' }, 'username'],
+    ['a too long username', { username: 'x'.repeat(33) }, 'username'],
+    ['a number for a username', { username: 12345 }, 'username'],
+    ['an unknown field', { isAdmin: true }, ''],
+  ])('returns 400 request.invalid_input for %s, naming the field', async (_label, override, field) => {
+    const user = { ...buildUser(), ...override };
+    const res = await signUp(user);
+    expect(res.status).toBe(400);
+    expect(res.body.code).toBe('request.invalid_input');
+    expect(JSON.stringify(res.body.details)).toContain(field);
+  });
+
+  it('returns 400 request.invalid_json for a malformed body and keeps serving', async () => {
+    const res = await auth.post('/api/auth/signup', '{"username": ');
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ code: 'request.invalid_json' });
+    expect((await signUp(buildUser())).status).toBe(201);
+  });
+
+  it('returns 413 for a body over the size limit', async () => {
+    const res = await auth.post('/api/auth/signup', { ...buildUser(), padding: 'x'.repeat(64 * 1024) });
+    expect(res.status).toBe(413);
+    expect(await res.json()).toMatchObject({ code: 'request.too_large' });
+  });
+});
+
+describe('[POST /api/auth/signin]', () => {
+  it('returns the tutorial fields and an RS256 token that verifies with the published JWKS', async () => {
+    const user = buildUser();
+    await signUp(user);
+    const res = await signIn(user.username, user.password);
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({
+      id: expect.any(Number),
+      username: user.username,
+      email: user.email,
+      roles: ['ROLE_USER'],
+      accessToken: expect.any(String),
+      tokenType: 'Bearer',
+      expiresIn: TEST_CONFIG.accessTokenTtlSeconds,
+    });
+
+    const jwks = await (await fetch(`${auth.url}/.well-known/jwks.json`)).json();
+    const decoded = jwt.decode(res.body.accessToken, { complete: true });
+    expect(decoded?.header).toMatchObject({ alg: 'RS256', kid: jwks.keys[0].kid });
+    const key = createPublicKey({ key: jwks.keys[0], format: 'jwk' });
+    const claims = jwt.verify(res.body.accessToken, key, {
+      algorithms: ['RS256'],
+      issuer: TEST_CONFIG.issuer,
+      audience: TEST_CONFIG.audience,
+    });
+    expect(claims).toMatchObject({ sub: String(res.body.id), id: res.body.id, username: user.username, roles: ['user'] });
+  });
+
+  it('matches the username case-insensitively', async () => {
+    const user = buildUser();
+    await signUp(user);
+    expect((await signIn(user.username.toUpperCase(), user.password)).status).toBe(200);
+  });
+
+  it('answers an unknown user and a wrong password with the same 401 body', async () => {
+    const user = buildUser();
+    await signUp(user);
+    const wrongPassword = await signIn(user.username, 'not-the-password');
+    const unknownUser = await signIn(buildUser().username, user.password);
+    expect(wrongPassword.status).toBe(401);
+    expect(unknownUser.status).toBe(401);
+    const { requestId: _a, ...first } = wrongPassword.body;
+    const { requestId: _b, ...second } = unknownUser.body;
+    expect(first).toEqual({ message: 'Invalid username or password!', code: 'auth.invalid_credentials' });
+    expect(second).toEqual(first);
+  });
+
+  it('returns 400 for a missing password instead of trying it', async () => {
+    const res = await auth.post('/api/auth/signin', { username: 'someone' });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ code: 'request.invalid_input' });
+  });
+});
+
+describe('[GET /.well-known/jwks.json]', () => {
+  it('publishes the public key only, at both the well-known and the gateway path', async () => {
+    const direct = await (await fetch(`${auth.url}/.well-known/jwks.json`)).json();
+    const viaApi = await (await fetch(`${auth.url}/api/auth/.well-known/jwks.json`)).json();
+    expect(viaApi).toEqual(direct);
+    expect(direct.keys).toHaveLength(1);
+    expect(direct.keys[0]).toMatchObject({ kty: 'RSA', alg: 'RS256', use: 'sig', kid: auth.keys.current.kid });
+    for (const privateField of ['d', 'p', 'q', 'dp', 'dq', 'qi']) expect(direct.keys[0]).not.toHaveProperty(privateField);
+  });
+
+  it('keeps the signing key in the database, so another instance signs with the same kid', async () => {
+    const again = await loadSigningKeys(auth.db.knex, createSilentLogger());
+    expect(again.current.kid).toBe(auth.keys.current.kid);
+    expect(await auth.db.knex('signing_keys').count({ n: '*' }).first()).toMatchObject({ n: expect.anything() });
+    const rows = await auth.db.knex('signing_keys').select('kid');
+    expect(rows).toEqual([{ kid: auth.keys.current.kid }]);
+  });
+});
+
+describe('health', () => {
+  it('[GET /healthz] and [GET /readyz] answer 200 while the database is reachable', async () => {
+    expect((await fetch(`${auth.url}/healthz`)).status).toBe(200);
+    const ready = await fetch(`${auth.url}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({ status: 'ready', checks: { database: 'ok' } });
+  });
+
+  it('answers an unknown path with a JSON 404', async () => {
+    const res = await fetch(`${auth.url}/api/auth/nothing-here`);
+    expect(res.status).toBe(404);
+    expect(await res.json()).toMatchObject({ code: 'request.not_found' });
+  });
+});
