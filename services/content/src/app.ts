@@ -1,0 +1,42 @@
+import Koa from 'koa';
+import Router from '@koa/router';
+import { accessLog, errorHandler, healthRoutes, requestId, type Logger } from '@gatehouse/common';
+import { createTokenVerifier, requireAuth, type JwksClient } from '@gatehouse/tokens';
+import type { ContentConfig } from './config';
+import { testRoutes } from './routes/test/test.routes';
+
+export interface AppDeps {
+  config: Pick<ContentConfig, 'issuer' | 'audience' | 'clockToleranceSeconds'>;
+  keys: JwksClient;
+  logger: Logger;
+  clock?: () => Date;
+}
+
+/**
+ * Builds the content service's Koa app. It verifies tokens itself from the cached JWKS: no
+ * database and no call to auth per request.
+ */
+export function createApp(deps: AppDeps): Koa {
+  const { config, keys, logger } = deps;
+  const clock = deps.clock ?? (() => new Date());
+  const verify = createTokenVerifier({
+    keys,
+    issuer: config.issuer,
+    audience: config.audience,
+    clockToleranceSeconds: config.clockToleranceSeconds,
+    nowSeconds: () => Math.floor(clock().getTime() / 1000),
+  });
+
+  const router = new Router();
+  testRoutes(router, { authenticate: requireAuth({ verify }) });
+
+  const app = new Koa();
+  app.use(errorHandler());
+  app.use(requestId(logger));
+  app.use(accessLog());
+  // Ready once the signing keys are known; while auth is down, cached keys keep it ready.
+  app.use(healthRoutes({ signingKeys: async () => (keys.size > 0 ? undefined : keys.refresh()) }));
+  app.use(router.routes());
+  app.use(router.allowedMethods({ throw: true }));
+  return app;
+}

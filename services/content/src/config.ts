@@ -1,0 +1,40 @@
+import { z } from 'zod';
+import { logLevelVar, parseEnv, portVar, urlVar } from '@gatehouse/common';
+
+const schema = z.object({
+  PORT: portVar(4002),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  AUTH_URL: urlVar('http://127.0.0.1:4001'),
+  JWT_ISSUER: z.string().min(1).default('gatehouse'),
+  JWT_AUDIENCE: z.string().min(1).default('gatehouse'),
+  CLOCK_TOLERANCE_SECONDS: z.coerce.number().int().min(0).max(300).default(5),
+  JWKS_MIN_REFETCH_MS: z.coerce.number().int().min(0).default(10_000),
+  LOG_LEVEL: logLevelVar,
+});
+
+export interface ContentConfig {
+  port: number;
+  host: string;
+  /** Where the auth service publishes its public keys. */
+  jwksUrl: string;
+  issuer: string;
+  audience: string;
+  clockToleranceSeconds: number;
+  jwksMinRefetchMs: number;
+  logLevel: string;
+}
+
+/** Reads the content service's settings from `env`; throws listing every invalid variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): ContentConfig {
+  const parsed = parseEnv('content', schema, env);
+  return Object.freeze({
+    port: parsed.PORT,
+    host: parsed.HOST,
+    jwksUrl: `${parsed.AUTH_URL}/.well-known/jwks.json`,
+    issuer: parsed.JWT_ISSUER,
+    audience: parsed.JWT_AUDIENCE,
+    clockToleranceSeconds: parsed.CLOCK_TOLERANCE_SECONDS,
+    jwksMinRefetchMs: parsed.JWKS_MIN_REFETCH_MS,
+    logLevel: parsed.LOG_LEVEL,
+  });
+}
