@@ -2,10 +2,11 @@ import { z } from 'zod';
 
 /**
  * Parses `env` with `schema` and returns a frozen, typed config, or throws one error that
- * lists every invalid variable, so start-up fails once with everything to fix.
+ * lists every invalid variable, so start-up fails once with everything to fix. A variable set
+ * to the empty string counts as unset (`DATABASE_URL=` in a shell or an env file).
  */
 export function parseEnv<S extends z.ZodType>(service: string, schema: S, env: NodeJS.ProcessEnv): Readonly<z.output<S>> {
-  const result = schema.safeParse(env);
+  const result = schema.safeParse(Object.fromEntries(Object.entries(env).filter(([, value]) => value !== '')));
   if (!result.success) {
     const lines = result.error.issues.map((issue) => `  - ${issue.path.join('.') || '(env)'}: ${issue.message}`);
     throw new Error(`Invalid configuration for ${service}:\n${lines.join('\n')}`);
