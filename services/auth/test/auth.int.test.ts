@@ -1,7 +1,7 @@
 import { createPublicKey } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import { createSilentLogger } from '@gatehouse/common';
-import { buildUser } from '@gatehouse/testing';
+import { buildUser, readJson } from '@gatehouse/testing';
 import { loadSigningKeys } from '../src/services/signing-keys';
 import { startAuth, TEST_CONFIG, type AuthHarness } from './helpers';
 
@@ -17,12 +17,12 @@ afterAll(async () => {
 
 async function signUp(body: unknown) {
   const res = await auth.post('/api/auth/signup', body);
-  return { status: res.status, body: await res.json() };
+  return { status: res.status, body: await readJson(res) };
 }
 
 async function signIn(username: string, password: string) {
   const res = await auth.post('/api/auth/signin', { username, password });
-  return { status: res.status, body: await res.json() };
+  return { status: res.status, body: await readJson(res) };
 }
 
 describe('[POST /api/auth/signup]', () => {
@@ -129,7 +129,7 @@ describe('[POST /api/auth/signin]', () => {
       expiresIn: TEST_CONFIG.accessTokenTtlSeconds,
     });
 
-    const jwks = await (await fetch(`${auth.url}/.well-known/jwks.json`)).json();
+    const jwks = await readJson(await fetch(`${auth.url}/.well-known/jwks.json`));
     const decoded = jwt.decode(res.body.accessToken, { complete: true });
     expect(decoded?.header).toMatchObject({ alg: 'RS256', kid: jwks.keys[0].kid });
     const key = createPublicKey({ key: jwks.keys[0], format: 'jwk' });
@@ -169,7 +169,7 @@ describe('[POST /api/auth/signin]', () => {
 
 describe('[GET /.well-known/jwks.json]', () => {
   it('publishes the public key only, at both the well-known and the gateway path', async () => {
-    const direct = await (await fetch(`${auth.url}/.well-known/jwks.json`)).json();
+    const direct = await readJson(await fetch(`${auth.url}/.well-known/jwks.json`));
     const viaApi = await (await fetch(`${auth.url}/api/auth/.well-known/jwks.json`)).json();
     expect(viaApi).toEqual(direct);
     expect(direct.keys).toHaveLength(1);
