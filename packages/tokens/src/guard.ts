@@ -15,10 +15,11 @@ declare module 'koa' {
  * tutorial did).
  */
 export function readToken(headers: { [name: string]: string | string[] | undefined }): string | undefined {
-  const raw = headers['x-access-token'] ?? headers.authorization;
-  const value = (Array.isArray(raw) ? raw[0] : raw)?.trim();
+  const first = (raw: string | string[] | undefined) => (Array.isArray(raw) ? raw[0] : raw)?.trim();
+  // An empty x-access-token (some clients always send the header) does not hide Authorization.
+  const value = first(headers['x-access-token']) || first(headers.authorization);
   if (!value) return undefined;
-  const token = /^bearer\s+/i.test(value) ? value.replace(/^bearer\s+/i, '').trim() : value;
+  const token = /^bearer(\s|$)/i.test(value) ? value.slice('bearer'.length).trim() : value;
   return token || undefined;
 }
 

@@ -79,8 +79,10 @@ export function createJwksClient(options: JwksClientOptions): JwksClient {
     const response = await doFetch(options.url, { signal: AbortSignal.timeout(timeoutMs) });
     if (!response.ok) throw new Error(`JWKS answered ${response.status}`);
     const body: unknown = await response.json();
-    const list: unknown[] =
-      typeof body === 'object' && body !== null && 'keys' in body && Array.isArray(body.keys) ? body.keys : [];
+    if (typeof body !== 'object' || body === null || !('keys' in body) || !Array.isArray(body.keys)) {
+      throw new Error('JWKS has no keys array');
+    }
+    const list: unknown[] = body.keys;
     const next = new Map<string, KeyObject>();
     for (const jwk of list) {
       if (!isUsableJwk(jwk)) continue;

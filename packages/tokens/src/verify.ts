@@ -32,7 +32,13 @@ const KID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
 export function createTokenVerifier(options: VerifyOptions): (token: string) => Promise<AccessTokenClaims> {
   return async function verifyAccessToken(token) {
     if (token.length > MAX_TOKEN_LENGTH) throw invalidToken(new Error('token too long'));
-    const decoded = jwt.decode(token, { complete: true });
+    let decoded: jwt.Jwt | null;
+    try {
+      // decode() throws on some malformed payloads (a `typ: JWT` header over non-JSON).
+      decoded = jwt.decode(token, { complete: true });
+    } catch (err) {
+      throw invalidToken(err);
+    }
     if (!decoded || typeof decoded.payload === 'string') throw invalidToken(new Error('malformed token'));
     const { alg, kid } = decoded.header;
     if (alg !== ACCESS_TOKEN_ALGORITHM) throw invalidToken(new Error(`algorithm ${alg} not allowed`));
