@@ -1,0 +1,99 @@
+import Koa, { type Middleware } from 'koa';
+import cors from '@koa/cors';
+import { accessLog, errorHandler, healthRoutes, REQUEST_ID_HEADER, requestId, type Logger } from '@gatehouse/common';
+import type { GatewayConfig } from './config';
+import { checkUpstream, createUpstreamAgents, proxyTo, type UpstreamAgents } from './proxy';
+
+export type { GatewayConfig } from './config';
+export type { UpstreamAgents } from './proxy';
+
+/** What the gateway needs from its composition root. */
+export interface GatewayDeps {
+  config: GatewayConfig;
+  logger: Logger;
+  /**
+   * The upstream connection pools. Pass them to be able to destroy them at shutdown (main and
+   * the tests do); when omitted, the app makes its own.
+   */
+  agents?: UpstreamAgents;
+}
+
+// The seed tutorial's exact text: its clients check it to see that the API is up.
+const WELCOME = Object.freeze({ message: 'Welcome to the Node.js JWT Authentication application.' });
+// Readiness must answer quickly for the orchestrator, whatever the request timeout is.
+const READINESS_TIMEOUT_MS = 2_000;
+
+/** True for `prefix` itself and anything below it (`/api/auth`, `/api/auth/x`, not `/api/authx`). */
+function isUnder(path: string, prefix: string): boolean {
+  return path.startsWith(prefix) && (path.length === prefix.length || path[prefix.length] === '/');
+}
+
+/**
+ * Builds the gateway: CORS, health, the tutorial's welcome route, and `/api/auth/*` and
+ * `/api/test/*` proxied to the auth and content services. A new Koa instance on every call.
+ */
+export function createApp(deps: GatewayDeps): Koa {
+  const { config, logger } = deps;
+  const agents = deps.agents ?? createUpstreamAgents(config);
+  const allowedOrigins = new Set(config.corsOrigins);
+  const timeoutMs = config.upstreamTimeoutMs;
+  const readinessTimeoutMs = Math.min(timeoutMs, READINESS_TIMEOUT_MS);
+  const toAuth = proxyTo({ name: 'auth', target: config.authUrl, agent: agents.auth, timeoutMs, logger });
+  const toContent = proxyTo({ name: 'content', target: config.contentUrl, agent: agents.content, timeoutMs, logger });
+
+  const app = new Koa();
+  app.use(errorHandler());
+  app.use(requestId(logger));
+  app.use(accessLog());
+  app.use(securityHeaders());
+  app.use(
+    cors({
+      // Echo the origin only when it is on the list; '' makes @koa/cors add no CORS header.
+      origin: (ctx) => (allowedOrigins.has(ctx.get('Origin')) ? ctx.get('Origin') : ''),
+      allowHeaders: ['x-access-token', 'Authorization', 'Content-Type', REQUEST_ID_HEADER],
+      exposeHeaders: [REQUEST_ID_HEADER],
+      maxAge: 600,
+    }),
+  );
+  app.use(answerPreflight());
+  app.use(
+    healthRoutes({
+      auth: () => checkUpstream(config.authUrl, agents.auth, readinessTimeoutMs),
+      content: () => checkUpstream(config.contentUrl, agents.content, readinessTimeoutMs),
+    }),
+  );
+  app.use(function welcome(ctx, next) {
+    if (ctx.path !== '/' || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) return next();
+    ctx.body = WELCOME;
+  });
+  app.use(function route(ctx, next) {
+    const path = ctx.path;
+    if (isUnder(path, '/api/auth')) return toAuth(ctx, next);
+    if (isUnder(path, '/api/test')) return toContent(ctx, next);
+    // Nothing else lives behind the gateway: errorHandler() answers the JSON 404.
+    return next();
+  });
+  return app;
+}
+
+/** Headers every response carries, proxied ones included. */
+function securityHeaders(): Middleware {
+  return function setSecurityHeaders(ctx, next) {
+    // Stops browsers from guessing a type for JSON error bodies. Koa sends no X-Powered-By;
+    // the proxy strips an upstream's.
+    ctx.set('X-Content-Type-Options', 'nosniff');
+    return next();
+  };
+}
+
+/**
+ * Answers every CORS preflight here, allowed origin or not, so none reaches a service.
+ * @koa/cors answers allowed origins itself; the rest get a 204 without CORS headers, which the
+ * browser reads as a refusal.
+ */
+function answerPreflight(): Middleware {
+  return function preflight(ctx, next) {
+    if (ctx.method !== 'OPTIONS' || !ctx.get('Access-Control-Request-Method')) return next();
+    ctx.status = 204;
+  };
+}

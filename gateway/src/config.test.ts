@@ -1,0 +1,51 @@
+import { loadConfig } from './config';
+
+describe('loadConfig', () => {
+  it('needs no variables for local use', () => {
+    expect(loadConfig({})).toEqual({
+      port: 8080,
+      host: '0.0.0.0',
+      authUrl: 'http://127.0.0.1:4001',
+      contentUrl: 'http://127.0.0.1:4002',
+      corsOrigins: ['http://localhost:8081'],
+      upstreamTimeoutMs: 10_000,
+      logLevel: 'info',
+    });
+  });
+
+  it('reads every variable, trimming list items and trailing slashes', () => {
+    const config = loadConfig({
+      PORT: '9000',
+      HOST: '127.0.0.1',
+      AUTH_URL: 'http://auth:4001/',
+      CONTENT_URL: 'https://content.internal',
+      CORS_ORIGINS: ' https://app.example.com , http://localhost:3000',
+      UPSTREAM_TIMEOUT_MS: '2500',
+      LOG_LEVEL: 'debug',
+    });
+    expect(config).toMatchObject({
+      port: 9000,
+      host: '127.0.0.1',
+      authUrl: 'http://auth:4001',
+      contentUrl: 'https://content.internal',
+      corsOrigins: ['https://app.example.com', 'http://localhost:3000'],
+      upstreamTimeoutMs: 2500,
+      logLevel: 'debug',
+    });
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it('lists every invalid variable in one error', () => {
+    expect(() =>
+      loadConfig({ AUTH_URL: 'auth:4001', CORS_ORIGINS: 'https://app.example.com/login', UPSTREAM_TIMEOUT_MS: 'soon' }),
+    ).toThrow(/AUTH_URL[\s\S]*CORS_ORIGINS\.0: must list browser origins[\s\S]*UPSTREAM_TIMEOUT_MS/);
+  });
+
+  it('refuses the local upstream defaults when NODE_ENV=production', () => {
+    expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(/AUTH_URL: must be set[\s\S]*CONTENT_URL: must be set/);
+    // The default CORS origin (the tutorial's local client) may stay.
+    expect(() =>
+      loadConfig({ NODE_ENV: 'production', AUTH_URL: 'http://auth:4001', CONTENT_URL: 'http://content:4002' }),
+    ).not.toThrow();
+  });
+});

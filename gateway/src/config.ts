@@ -1,0 +1,74 @@
+import { z } from 'zod';
+import { listVar, logLevelVar, parseEnv, portVar, urlVar } from '@gatehouse/common';
+
+const DEFAULT_AUTH_URL = 'http://127.0.0.1:4001';
+const DEFAULT_CONTENT_URL = 'http://127.0.0.1:4002';
+const DEFAULT_CORS_ORIGINS = 'http://localhost:8081';
+
+/** `http://host[:port]` exactly as a browser sends it in `Origin` (no path, no trailing slash). */
+function isOrigin(value: string): boolean {
+  if (!URL.canParse(value)) return false;
+  const url = new URL(value);
+  return (url.protocol === 'http:' || url.protocol === 'https:') && url.origin === value;
+}
+
+const schema = z
+  .object({
+    NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
+    PORT: portVar(8080),
+    HOST: z.string().min(1).default('0.0.0.0'),
+    AUTH_URL: urlVar(DEFAULT_AUTH_URL),
+    CONTENT_URL: urlVar(DEFAULT_CONTENT_URL),
+    CORS_ORIGINS: listVar(DEFAULT_CORS_ORIGINS).pipe(
+      z.array(
+        z.string().refine(isOrigin, {
+          error: 'must list browser origins such as https://app.example.com (scheme, host, port; no path or trailing /)',
+        }),
+      ),
+    ),
+    UPSTREAM_TIMEOUT_MS: z.coerce.number().int().min(1).max(600_000).default(10_000),
+    LOG_LEVEL: logLevelVar,
+  })
+  .superRefine((env, ctx) => {
+    if (env.NODE_ENV !== 'production') return;
+    // The default upstreams point at one developer machine; in production they would send
+    // traffic somewhere nobody chose, so each must be set on purpose. (The default CORS origin,
+    // localhost:8081, trusts nothing beyond the operator's own machine, so it may stay.)
+    const settings: [key: string, value: string, fallback: string, example: string][] = [
+      ['AUTH_URL', env.AUTH_URL, DEFAULT_AUTH_URL, 'http://auth:4001'],
+      ['CONTENT_URL', env.CONTENT_URL, DEFAULT_CONTENT_URL, 'http://content:4002'],
+    ];
+    for (const [key, value, fallback, example] of settings) {
+      if (value !== fallback) continue;
+      ctx.addIssue({ code: 'custom', path: [key], message: `must be set when NODE_ENV=production, e.g. ${example}` });
+    }
+  });
+
+/** The gateway's settings, read once at start-up. */
+export interface GatewayConfig {
+  port: number;
+  host: string;
+  /** Base URL of the auth service (no trailing slash); `/api/auth/*` goes there. */
+  authUrl: string;
+  /** Base URL of the content service (no trailing slash); `/api/test/*` goes there. */
+  contentUrl: string;
+  /** Browser origins allowed to call the API; any other origin gets no CORS headers. */
+  corsOrigins: readonly string[];
+  /** How long an upstream may stay silent before the gateway answers 504. */
+  upstreamTimeoutMs: number;
+  logLevel: string;
+}
+
+/** Reads the gateway's settings from `env`; throws one error listing every invalid variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  const parsed = parseEnv('gateway', schema, env);
+  return Object.freeze({
+    port: parsed.PORT,
+    host: parsed.HOST,
+    authUrl: parsed.AUTH_URL,
+    contentUrl: parsed.CONTENT_URL,
+    corsOrigins: Object.freeze([...parsed.CORS_ORIGINS]),
+    upstreamTimeoutMs: parsed.UPSTREAM_TIMEOUT_MS,
+    logLevel: parsed.LOG_LEVEL,
+  });
+}

@@ -1,0 +1,22 @@
+import { createLogger, exitOnSignals, startServer } from '@gatehouse/common';
+import { createApp } from './app';
+import { loadConfig } from './config';
+import { createUpstreamAgents, destroyUpstreamAgents } from './proxy';
+
+/** Composition root: reads the environment, wires the real dependencies and listens. */
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const logger = createLogger({ service: 'gateway', level: config.logLevel });
+  const agents = createUpstreamAgents(config);
+  const app = createApp({ config, logger, agents });
+  const running = await startServer(app, { port: config.port, host: config.host });
+  logger.info({ url: running.url, auth: config.authUrl, content: config.contentUrl }, 'listening');
+  // In-flight proxied requests finish during close(); only then drop the pooled sockets.
+  exitOnSignals(running, logger, async () => destroyUpstreamAgents(agents));
+}
+
+main().catch((err: unknown) => {
+  // The logger may not exist yet (invalid config), so write the reason where it will be seen.
+  process.stderr.write(`gateway failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});
