@@ -1,5 +1,5 @@
 /**
- * `pnpm start`: runs auth, content and gateway as three processes with prefixed, readable logs,
+ * `npm start` (or `pnpm start`): runs auth, content and gateway as three processes with prefixed, readable logs,
  * waits until all three are healthy, prints where the gateway listens, and stops all three on
  * Ctrl-C (SIGINT) or SIGTERM.
  *
@@ -12,15 +12,22 @@ import readline from 'node:readline';
 
 const root = path.resolve(__dirname, '..');
 const env = process.env;
+// An empty variable counts as unset, as in the services' own config.
 const ports = {
-  gateway: Number(env.GATEWAY_PORT ?? 8080),
-  auth: Number(env.AUTH_PORT ?? 4001),
-  content: Number(env.CONTENT_PORT ?? 4002),
+  gateway: Number(env.GATEWAY_PORT || 8080),
+  auth: Number(env.AUTH_PORT || 4001),
+  content: Number(env.CONTENT_PORT || 4002),
 };
+for (const [name, port] of Object.entries(ports)) {
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    process.stderr.write(`${name.toUpperCase()}_PORT must be a port number from 1 to 65535\n`);
+    process.exit(1);
+  }
+}
 const authUrl = `http://127.0.0.1:${ports.auth}`;
 const contentUrl = `http://127.0.0.1:${ports.content}`;
 const gatewayUrl = `http://localhost:${ports.gateway}`;
-const dataDir = path.resolve(root, env.DATA_DIR ?? '.data');
+const dataDir = path.resolve(root, env.DATA_DIR || '.data');
 
 type ServiceName = keyof typeof ports;
 const SERVICES: Record<ServiceName, { entry: string; env: NodeJS.ProcessEnv; color: number }> = {

@@ -24,7 +24,7 @@ export interface Db {
  *
  * @remarks PGlite is one process's database: a second process opening the same directory would
  * corrupt it. A pid lock file next to the data makes a second opener (say, the CLI while
- * `pnpm start` runs) fail with a message saying what to do.
+ * `npm start` runs) fail with a message saying what to do.
  */
 export function createDb(config: DbConfig): Db {
   if (config.databaseUrl) {
@@ -80,7 +80,7 @@ function lockDataDir(dataDir: string): () => void {
       if (Number.isInteger(holder) && holder !== process.pid && isRunning(holder)) {
         throw new Error(
           `The embedded database at ${dataDir} is in use by process ${holder}. ` +
-            'Stop the running stack first (Ctrl-C on `pnpm start`), or use a PostgreSQL server with DATABASE_URL.',
+            'Stop the running stack first (Ctrl-C on `npm start`), or use a PostgreSQL server with DATABASE_URL.',
         );
       }
       fs.rmSync(lockFile, { force: true }); // left by a process that is gone
