@@ -9,7 +9,7 @@ async function main(): Promise<void> {
   const logger = createLogger({ service: 'gateway', level: config.logLevel });
   const agents = createUpstreamAgents(config);
   const app = createApp({ config, logger, agents });
-  const running = await startServer(app, { port: config.port, host: config.host });
+  const running = await startServer(app, { port: config.port, host: config.host, logger });
   logger.info({ url: running.url, auth: config.authUrl, content: config.contentUrl }, 'listening');
   // In-flight proxied requests finish during close(); only then drop the pooled sockets.
   exitOnSignals(running, logger, async () => destroyUpstreamAgents(agents));

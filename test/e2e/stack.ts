@@ -1,21 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
+import { freePort } from '@gatehouse/testing';
 
 const root = path.resolve(__dirname, '../..');
-
-/** A TCP port that was free a moment ago. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 function runTs(entry: string, args: string[], env: NodeJS.ProcessEnv, detached = false): ChildProcess {
   return spawn(process.execPath, ['--import', 'tsx', path.join(root, entry), ...args], {

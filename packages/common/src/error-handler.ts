@@ -13,7 +13,6 @@ export interface ErrorBody {
 /** Messages for the framework's own client errors (body parser, router), by status. */
 const HTTP_CLIENT_ERRORS: Record<number, { code: string; message: string }> = {
   400: { code: 'request.invalid_json', message: 'The request body is not valid JSON.' },
-  404: { code: 'request.not_found', message: 'Not found.' },
   405: { code: 'request.method_not_allowed', message: 'Method not allowed.' },
   413: { code: 'request.too_large', message: 'The request body is too large.' },
   415: { code: 'request.unsupported_media_type', message: 'The request body must be JSON.' },
@@ -21,6 +20,18 @@ const HTTP_CLIENT_ERRORS: Record<number, { code: string; message: string }> = {
 
 function hasStatus(err: unknown): err is { status: number; expose?: boolean } {
   return typeof err === 'object' && err !== null && typeof (err as { status?: unknown }).status === 'number';
+}
+
+// Node's connection errors and PostgreSQL's "cannot connect now" / shutdown / connection
+// failure SQLSTATEs: the database is down or restarting, which is a 503, not a bug.
+const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', '57P01', '57P03', '08001', '08006']);
+
+/** True for a failure to reach the database (knex's pool timeout included), as opposed to a bug. */
+function isDatabaseUnavailable(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false;
+  if (err instanceof Error && err.name === 'KnexTimeoutError') return true;
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && UNAVAILABLE_CODES.has(code);
 }
 
 /** Turns an issue path such as `['body', 'email']` into `body.email`. */
@@ -42,8 +53,7 @@ export function errorHandler(): Middleware {
     try {
       await next();
       if (ctx.status === 404 && ctx.body === undefined && ctx.respond !== false) {
-        const notFound = HTTP_CLIENT_ERRORS[404];
-        if (notFound) throw new AppError(404, notFound.code, notFound.message);
+        throw new AppError(404, 'request.not_found', 'Not found.');
       }
     } catch (err) {
       let status = 500;
@@ -55,6 +65,9 @@ export function errorHandler(): Middleware {
       } else if (err instanceof ZodError) {
         status = 400;
         body = { code: 'request.invalid_input', ...formatZodError(err) };
+      } else if (isDatabaseUnavailable(err)) {
+        status = 503;
+        body = { message: 'The service is temporarily unavailable. Try again shortly.', code: 'service.unavailable' };
       } else if (hasStatus(err) && err.status >= 400 && err.status < 500 && err.expose !== false) {
         status = err.status;
         const known = HTTP_CLIENT_ERRORS[status];

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Middleware } from 'koa';
 import { bodyParser } from '@koa/bodyparser';
+import { AppError, BadRequestError } from './errors';
 import type { Logger } from './logger';
 import './koa-state';
 
@@ -40,7 +41,28 @@ export function accessLog(): Middleware {
   };
 }
 
-/** Parses JSON request bodies only, within a small size limit; anything else leaves `{}`. */
+/**
+ * Parses JSON request bodies only, within a small size limit; anything else leaves `{}`.
+ * A body that cannot be read (bad JSON, too large, a broken gzip stream) is a 4xx, never a 500.
+ */
 export function jsonBody(options: { limit?: string } = {}): Middleware {
-  return bodyParser({ enableTypes: ['json'], jsonLimit: options.limit ?? '16kb', encoding: 'utf-8' });
+  return bodyParser({
+    enableTypes: ['json'],
+    jsonLimit: options.limit ?? '16kb',
+    encoding: 'utf-8',
+    onError(err) {
+      const status = (err as { status?: unknown }).status;
+      if (typeof status === 'number' && status >= 400 && status < 500) throw err;
+      throw new BadRequestError('request.invalid_body', 'The request body could not be read.', { cause: err });
+    },
+  });
+}
+
+/**
+ * Options for `router.allowedMethods()`: a method the router does not know (PROPFIND, TRACE)
+ * is a 405 like any other method a path does not serve, not the router's default 501.
+ */
+export function allowedMethodsOptions() {
+  const methodNotAllowed = () => new AppError(405, 'request.method_not_allowed', 'Method not allowed.');
+  return { throw: true, methodNotAllowed, notImplemented: methodNotAllowed };
 }

@@ -52,7 +52,10 @@ export interface RunningServer {
  * @remarks keep-alive sockets are closed when idle at shutdown and forcibly after the grace
  * period, so `close()` never hangs on a client that keeps a connection open.
  */
-export async function startServer(app: Koa, options: { port: number; host?: string }): Promise<RunningServer> {
+export async function startServer(
+  app: Koa,
+  options: { port: number; host?: string; logger?: Logger },
+): Promise<RunningServer> {
   const server = http.createServer(app.callback());
   // Behind the gateway's keep-alive agent: keep idle sockets longer than the agent does, so the
   // server never closes one the gateway is just about to reuse.
@@ -63,6 +66,8 @@ export async function startServer(app: Koa, options: { port: number; host?: stri
     server.once('error', reject);
     server.listen(options.port, host, () => {
       server.off('error', reject);
+      // Without a listener, a later server error (EMFILE on accept) would crash the process.
+      server.on('error', (err) => options.logger?.error({ err }, 'server error'));
       resolve();
     });
   });

@@ -1,7 +1,7 @@
 import Koa from 'koa';
 import Router from '@koa/router';
 import type { Knex } from 'knex';
-import { accessLog, errorHandler, healthRoutes, jsonBody, requestId, type Logger } from '@gatehouse/common';
+import { accessLog, allowedMethodsOptions, errorHandler, healthRoutes, jsonBody, requestId, type Logger } from '@gatehouse/common';
 import type { AuthConfig } from './config';
 import { createUserRepository } from './db/repositories/user.repository';
 import { authRoutes } from './routes/auth/auth.routes';
@@ -42,6 +42,6 @@ export function createApp(deps: AppDeps): Koa {
   app.use(healthRoutes({ database: () => knex.raw('SELECT 1') }));
   app.use(jsonBody());
   app.use(router.routes());
-  app.use(router.allowedMethods({ throw: true }));
+  app.use(router.allowedMethods(allowedMethodsOptions()));
   return app;
 }

@@ -1,6 +1,6 @@
 import Koa from 'koa';
 import Router from '@koa/router';
-import { accessLog, errorHandler, healthRoutes, requestId, type Logger } from '@gatehouse/common';
+import { accessLog, allowedMethodsOptions, errorHandler, healthRoutes, requestId, type Logger } from '@gatehouse/common';
 import { createTokenVerifier, requireAuth, type JwksClient } from '@gatehouse/tokens';
 import type { ContentConfig } from './config';
 import { testRoutes } from './routes/test/test.routes';
@@ -37,6 +37,6 @@ export function createApp(deps: AppDeps): Koa {
   // Ready once the signing keys are known; while auth is down, cached keys keep it ready.
   app.use(healthRoutes({ signingKeys: async () => (keys.size > 0 ? undefined : keys.refresh()) }));
   app.use(router.routes());
-  app.use(router.allowedMethods({ throw: true }));
+  app.use(router.allowedMethods(allowedMethodsOptions()));
   return app;
 }

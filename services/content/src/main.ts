@@ -11,7 +11,7 @@ async function main(): Promise<void> {
   // Warm the cache; when auth is not up yet, the first token's unknown kid fetches again.
   await keys.refresh().catch(() => undefined);
   const app = createApp({ config, keys, logger });
-  const running = await startServer(app, { port: config.port, host: config.host });
+  const running = await startServer(app, { port: config.port, host: config.host, logger });
   logger.info({ url: running.url, jwks: config.jwksUrl }, 'content listening');
   exitOnSignals(running, logger);
 }
