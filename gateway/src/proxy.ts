@@ -48,9 +48,7 @@ export function destroyUpstreamAgents(agents: UpstreamAgents): void {
 }
 
 /** Why a proxied request was cut: the upstream stayed silent too long. */
-class UpstreamTimeoutError extends Error {
-  readonly code = 'GATEWAY_TIMEOUT';
-}
+class UpstreamTimeoutError extends Error {}
 
 /** The JSON error body, shaped like the common errorHandler's `ErrorBody`. */
 function sendError(

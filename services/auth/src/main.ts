@@ -8,7 +8,7 @@ import { loadSigningKeys } from './services/signing-keys';
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger({ service: 'auth', level: config.logLevel });
-  const db = createDb(config);
+  const db = createDb(config, logger);
   logger.info(
     db.kind === 'postgres'
       ? { database: 'postgres' }
@@ -18,7 +18,7 @@ async function main(): Promise<void> {
   await migrateDb(db.knex, logger);
   const keys = await loadSigningKeys(db.knex, logger);
   const app = createApp({ config, knex: db.knex, keys, logger });
-  const running = await startServer(app, { port: config.port, host: config.host });
+  const running = await startServer(app, { port: config.port, host: config.host, logger });
   logger.info({ url: running.url }, 'auth listening');
   exitOnSignals(running, logger, () => db.close());
 }

@@ -200,3 +200,33 @@ describe('health', () => {
     expect(await res.json()).toMatchObject({ code: 'request.not_found' });
   });
 });
+
+describe('bad requests never become a 500', () => {
+  it('[POST /api/auth/signin] returns 400 for a username with a NUL character', async () => {
+    const res = await auth.post('/api/auth/signin', { username: 'al\u0000ice', password: 'whatever-password' });
+    expect(res.status).toBe(400);
+    expect(await readJson(res)).toMatchObject({ code: 'request.invalid_input' });
+  });
+
+  it('answers an unknown HTTP method with a JSON 405', async () => {
+    const res = await fetch(`${auth.url}/api/auth/signin`, { method: 'PROPFIND' });
+    expect(res.status).toBe(405);
+    expect(await readJson(res)).toMatchObject({ code: 'request.method_not_allowed' });
+  });
+
+  it('answers a body that is not valid gzip with 400 request.invalid_body', async () => {
+    const res = await auth.post('/api/auth/signin', 'definitely not gzip', { 'content-encoding': 'gzip' });
+    expect(res.status).toBe(400);
+    expect(await readJson(res)).toMatchObject({ code: 'request.invalid_body' });
+  });
+
+  it('[POST /api/auth/signup] reports a taken username before an unknown role, as the tutorial does', async () => {
+    const user = buildUser();
+    await signUp(user);
+    const res = await signUp({ ...buildUser({ username: user.username }), roles: ['superuser'] });
+    expect(res.status).toBe(400);
+    expect(res.body.message).toBe('Failed! Username is already in use!');
+    const emailTaken = await signUp({ ...buildUser({ email: user.email }), roles: ['superuser'] });
+    expect(emailTaken.body.message).toBe('Failed! Email is already in use!');
+  });
+});

@@ -1,8 +1,7 @@
-import fs from 'node:fs';
-import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import ClientPgLite from 'knex-pglite';
 import type { Logger } from '@gatehouse/common';
+import { lockDataDir } from './data-dir-lock';
 import { migrationSource } from './migrations';
 
 export interface DbConfig {
@@ -26,13 +25,21 @@ export interface Db {
  * corrupt it. A pid lock file next to the data makes a second opener (say, the CLI while
  * `npm start` runs) fail with a message saying what to do.
  */
-export function createDb(config: DbConfig): Db {
+export function createDb(config: DbConfig, logger?: Logger): Db {
+  // knex prints its own warnings with console.log; send them to our logger, or nowhere.
+  const log = {
+    warn: (message: unknown) => logger?.warn({ knex: message }, 'knex warning'),
+    error: (message: unknown) => logger?.error({ knex: message }, 'knex error'),
+    deprecate: (message: unknown) => logger?.warn({ knex: message }, 'knex deprecation'),
+    debug: (message: unknown) => logger?.debug({ knex: message }, 'knex debug'),
+  };
   if (config.databaseUrl) {
     const knex = knexFactory({
       client: 'pg',
       connection: { connectionString: config.databaseUrl, application_name: 'gatehouse-auth' },
       pool: { min: 0, max: config.poolMax },
       acquireConnectionTimeout: 10_000,
+      log,
     });
     return { knex, kind: 'postgres', close: () => knex.destroy() };
   }
@@ -43,6 +50,7 @@ export function createDb(config: DbConfig): Db {
     client: ClientPgLite,
     dialect: 'postgres',
     connection: inMemory ? {} : { filename: config.dataDir },
+    log,
   });
   return {
     knex,
@@ -55,38 +63,6 @@ export function createDb(config: DbConfig): Db {
       }
     },
   };
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** Takes the data directory's lock file for this process; returns the release function. */
-function lockDataDir(dataDir: string): () => void {
-  fs.mkdirSync(dataDir, { recursive: true });
-  const lockFile = path.join(path.dirname(dataDir), `${path.basename(dataDir)}.lock`);
-  for (;;) {
-    try {
-      fs.writeFileSync(lockFile, String(process.pid), { flag: 'wx' });
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const holder = Number(fs.readFileSync(lockFile, 'utf8').trim());
-      if (Number.isInteger(holder) && holder !== process.pid && isRunning(holder)) {
-        throw new Error(
-          `The embedded database at ${dataDir} is in use by process ${holder}. ` +
-            'Stop the running stack first (Ctrl-C on `npm start`), or use a PostgreSQL server with DATABASE_URL.',
-        );
-      }
-      fs.rmSync(lockFile, { force: true }); // left by a process that is gone
-    }
-  }
-  return () => fs.rmSync(lockFile, { force: true });
 }
 
 /** Brings the schema up to date; safe to run from several instances at once (knex's lock). */

@@ -1,6 +1,6 @@
 import { BadRequestError, UnauthorizedError } from '@gatehouse/common';
 import { ROLES, signAccessToken, type RoleName } from '@gatehouse/tokens';
-import type { UserRecord, UserRepository } from '../db/repositories/user.repository';
+import { takenError, type UserRecord, type UserRepository } from '../db/repositories/user.repository';
 import type { PasswordHasher } from './passwords';
 import type { KeyStore } from './signing-keys';
 
@@ -45,6 +45,9 @@ export function createAuthService(deps: {
     async signUp(input: SignUpInput): Promise<UserRecord> {
       const unknownRole = input.roles?.find((role) => !isRole(role));
       if (unknownRole !== undefined) {
+        // The tutorial reports a taken username or email before an unknown role.
+        const taken = await users.findTakenField(input.username, input.email);
+        if (taken) throw takenError(taken);
         throw new BadRequestError('user.unknown_role', `Failed! Role does not exist: ${unknownRole}`);
       }
       const passwordHash = await passwords.hash(input.password);

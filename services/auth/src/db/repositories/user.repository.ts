@@ -19,16 +19,23 @@ export interface NewUser {
   roles: readonly RoleName[];
 }
 
-/** The tutorial's texts for a taken username or email, by the unique index that refused it. */
-const TAKEN: Record<string, BadRequestError> = {
-  users_username_lower_unique: new BadRequestError('user.username_taken', 'Failed! Username is already in use!'),
-  users_email_lower_unique: new BadRequestError('user.email_taken', 'Failed! Email is already in use!'),
+export type TakenField = 'username' | 'email';
+
+/** The tutorial's 400 for a taken username or email. */
+export function takenError(field: TakenField, cause?: unknown): BadRequestError {
+  return field === 'username'
+    ? new BadRequestError('user.username_taken', 'Failed! Username is already in use!', { cause })
+    : new BadRequestError('user.email_taken', 'Failed! Email is already in use!', { cause });
+}
+
+/** Which field a unique violation is about, by the index that refused the row. */
+const TAKEN_BY_INDEX: Record<string, TakenField> = {
+  users_username_lower_unique: 'username',
+  users_email_lower_unique: 'email',
 };
 
-function takenError(err: unknown): BadRequestError | undefined {
-  if (!(err instanceof UniqueViolationError)) return undefined;
-  const known = TAKEN[err.constraint];
-  return known && new BadRequestError(known.code, known.message, { cause: err });
+function uniqueViolationOf(err: unknown): TakenField | undefined {
+  return err instanceof UniqueViolationError ? TAKEN_BY_INDEX[err.constraint] : undefined;
 }
 
 function sortRoles(roles: readonly RoleName[]): RoleName[] {
@@ -71,7 +78,8 @@ export function createUserRepository(knex: Knex) {
           return { ...toRecord(user), roles: sortRoles(input.roles) };
         });
       } catch (err) {
-        throw takenError(err) ?? err;
+        const taken = uniqueViolationOf(err);
+        throw taken ? takenError(taken, err) : err;
       }
     },
 
@@ -84,6 +92,16 @@ export function createUserRepository(knex: Knex) {
       return user && toRecord(user);
     },
 
+    /** Which of username and email (compared case-insensitively) is taken, username first. */
+    async findTakenField(username: string, email: string): Promise<TakenField | undefined> {
+      const rows: { username: string; email: string }[] = await knex('users')
+        .whereRaw('lower(username) = lower(?)', [username])
+        .orWhereRaw('lower(email) = lower(?)', [email])
+        .select('username', 'email');
+      if (rows.some((row) => row.username.toLowerCase() === username.toLowerCase())) return 'username';
+      return rows.length > 0 ? 'email' : undefined;
+    },
+
     /** Replaces a user's roles with exactly `roles`; returns false when there is no such user. */
     async setUserRoles(userId: number, roles: readonly RoleName[]): Promise<boolean> {
       return knex.transaction(async (trx) => {
@@ -94,11 +112,6 @@ export function createUserRepository(knex: Knex) {
         await UserModel.query(trx).findById(userId).patch({ updatedAt: new Date() });
         return true;
       });
-    },
-
-    async countUsers(): Promise<number> {
-      const row = await knex('users').count<{ count: string | number }[]>({ count: '*' }).first();
-      return Number(row?.count ?? 0);
     },
   };
 }

@@ -3,10 +3,8 @@ import { z } from 'zod';
 /** bcrypt reads at most 72 bytes; a longer password would be silently truncated, so refuse it. */
 const BCRYPT_MAX_BYTES = 72;
 
-const password = z
-  .string()
-  .min(8, 'must be at least 8 characters')
-  .refine((value) => Buffer.byteLength(value, 'utf8') <= BCRYPT_MAX_BYTES, {
+const withinBcryptLimit = (schema: z.ZodString) =>
+  schema.refine((value) => Buffer.byteLength(value, 'utf8') <= BCRYPT_MAX_BYTES, {
     message: `must be at most ${BCRYPT_MAX_BYTES} bytes in UTF-8`,
   });
 
@@ -22,19 +20,19 @@ export const signUpBody = z.strictObject({
     .max(254, 'must be at most 254 characters')
     .pipe(z.email('must be an email address'))
     .transform((email) => email.toLowerCase()),
-  password,
+  password: withinBcryptLimit(z.string().min(8, 'must be at least 8 characters')),
   // The tutorial's clients may send roles; they are checked to exist, never granted.
   roles: z.array(z.string().max(32)).max(10).optional(),
 });
 export type SignUpBody = z.infer<typeof signUpBody>;
 
 export const signInBody = z.strictObject({
-  username: z.string().min(1, 'is required').max(254),
-  password: z
+  // Any username that could exist; PostgreSQL text cannot hold NUL, so refuse it here.
+  username: z
     .string()
     .min(1, 'is required')
-    .refine((value) => Buffer.byteLength(value, 'utf8') <= BCRYPT_MAX_BYTES, {
-      message: `must be at most ${BCRYPT_MAX_BYTES} bytes in UTF-8`,
-    }),
+    .max(254)
+    .refine((value) => !value.includes('\0'), 'must not contain NUL characters'),
+  password: withinBcryptLimit(z.string().min(1, 'is required')),
 });
 export type SignInBody = z.infer<typeof signInBody>;
