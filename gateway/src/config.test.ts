@@ -4,7 +4,7 @@ describe('loadConfig', () => {
   it('needs no variables for local use', () => {
     expect(loadConfig({})).toEqual({
       port: 8080,
-      host: '0.0.0.0',
+      host: '127.0.0.1',
       authUrl: 'http://127.0.0.1:4001',
       contentUrl: 'http://127.0.0.1:4002',
       corsOrigins: ['http://localhost:8081'],
@@ -16,7 +16,7 @@ describe('loadConfig', () => {
   it('reads every variable, trimming list items and trailing slashes', () => {
     const config = loadConfig({
       PORT: '9000',
-      HOST: '127.0.0.1',
+      HOST: '0.0.0.0',
       AUTH_URL: 'http://auth:4001/',
       CONTENT_URL: 'https://content.internal',
       CORS_ORIGINS: ' https://app.example.com , http://localhost:3000',
@@ -25,7 +25,7 @@ describe('loadConfig', () => {
     });
     expect(config).toMatchObject({
       port: 9000,
-      host: '127.0.0.1',
+      host: '0.0.0.0',
       authUrl: 'http://auth:4001',
       contentUrl: 'https://content.internal',
       corsOrigins: ['https://app.example.com', 'http://localhost:3000'],

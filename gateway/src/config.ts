@@ -16,7 +16,7 @@ const schema = z
   .object({
     NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
     PORT: portVar(8080),
-    HOST: z.string().min(1).default('0.0.0.0'),
+    HOST: z.string().min(1).default('127.0.0.1'),
     AUTH_URL: urlVar(DEFAULT_AUTH_URL),
     CONTENT_URL: urlVar(DEFAULT_CONTENT_URL),
     CORS_ORIGINS: listVar(DEFAULT_CORS_ORIGINS).pipe(
