@@ -18,12 +18,17 @@ module.exports = {
     project('common', 'packages/common'),
     project('tokens', 'packages/tokens'),
     project('auth', 'services/auth'),
-    // The same auth integration suite once more on the embedded database, so the
-    // PGlite path (what `pnpm start` uses without DATABASE_URL) stays tested.
-    project('auth-pglite', 'services/auth', {
-      testMatch: ['<rootDir>/test/**/*.int.test.ts'],
-      setupFiles: [`${__dirname}/packages/testing/src/use-pglite.ts`],
-    }),
+    // With a PostgreSQL server for the tests, the auth integration suite runs once more on the
+    // embedded database, so the PGlite path (what `npm start` uses by default) stays tested.
+    // Without one, the `auth` project already runs on PGlite.
+    ...(process.env.TEST_DATABASE_URL
+      ? [
+          project('auth-pglite', 'services/auth', {
+            testMatch: ['<rootDir>/test/auth.int.test.ts'],
+            setupFiles: [`${__dirname}/packages/testing/src/use-pglite.ts`],
+          }),
+        ]
+      : []),
     project('content', 'services/content'),
     project('gateway', 'gateway'),
     project('e2e', 'test/e2e', { testTimeout: 90000 }),
