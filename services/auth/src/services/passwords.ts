@@ -12,12 +12,12 @@ export interface PasswordHasher {
 
 /** bcryptjs at `cost` rounds (10 is the tutorial's). */
 export function createPasswordHasher(cost: number): PasswordHasher {
-  let dummyHash: Promise<string> | undefined;
+  // Made up front, so that even the first unknown user costs one comparison, not a hash too.
+  const dummyHash = bcrypt.hash('gatehouse-dummy-password', cost);
   return {
     hash: (password) => bcrypt.hash(password, cost),
     async verify(password, hash) {
       if (hash) return bcrypt.compare(password, hash);
-      dummyHash ??= bcrypt.hash('gatehouse-dummy-password', cost);
       await bcrypt.compare(password, await dummyHash);
       return false;
     },
