@@ -44,31 +44,23 @@ const schema = z
     }
   });
 
-/** The gateway's settings, read once at start-up. */
-export interface GatewayConfig {
-  port: number;
-  host: string;
-  /** Base URL of the auth service (no trailing slash); `/api/auth/*` goes there. */
-  authUrl: string;
-  /** Base URL of the content service (no trailing slash); `/api/test/*` goes there. */
-  contentUrl: string;
-  /** Browser origins allowed to call the API; any other origin gets no CORS headers. */
-  corsOrigins: readonly string[];
-  /** How long an upstream may stay silent before the gateway answers 504. */
-  upstreamTimeoutMs: number;
-  logLevel: string;
-}
-
 /** Reads the gateway's settings from `env`; throws one error listing every invalid variable. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
   const parsed = parseEnv('gateway', schema, env);
   return Object.freeze({
     port: parsed.PORT,
     host: parsed.HOST,
+    /** Base URL of the auth service (no trailing slash); `/api/auth/*` goes there. */
     authUrl: parsed.AUTH_URL,
+    /** Base URL of the content service (no trailing slash); `/api/test/*` goes there. */
     contentUrl: parsed.CONTENT_URL,
+    /** Browser origins allowed to call the API; any other origin gets no CORS headers. */
     corsOrigins: Object.freeze([...parsed.CORS_ORIGINS]),
+    /** How long an upstream may stay silent before the gateway answers 504. */
     upstreamTimeoutMs: parsed.UPSTREAM_TIMEOUT_MS,
     logLevel: parsed.LOG_LEVEL,
   });
 }
+
+/** The gateway's settings, read once at start-up. */
+export type GatewayConfig = ReturnType<typeof loadConfig>;

@@ -29,28 +29,15 @@ const schema = z
     }
   });
 
-export interface AuthConfig {
-  port: number;
-  host: string;
-  /** PostgreSQL server; when absent, the embedded PGlite database under `dataDir`. */
-  databaseUrl?: string;
-  /** PGlite's data directory (`memory://` keeps it in memory). */
-  dataDir: string;
-  poolMax: number;
-  issuer: string;
-  audience: string;
-  accessTokenTtlSeconds: number;
-  bcryptCost: number;
-  logLevel: string;
-}
-
 /** Reads the auth service's settings from `env`; throws listing every invalid variable. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): AuthConfig {
+export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
   const parsed = parseEnv('auth', schema, env);
   return Object.freeze({
     port: parsed.PORT,
     host: parsed.HOST,
+    /** PostgreSQL server; when absent, the embedded PGlite database under `dataDir`. */
     databaseUrl: parsed.DATABASE_URL,
+    /** PGlite's data directory (`memory://` keeps it in memory). */
     dataDir: parsed.DATA_DIR.startsWith('memory://') ? parsed.DATA_DIR : path.resolve(parsed.DATA_DIR, 'pglite'),
     poolMax: parsed.DB_POOL_MAX,
     issuer: parsed.JWT_ISSUER,
@@ -60,3 +47,5 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AuthConfig {
     logLevel: parsed.LOG_LEVEL,
   });
 }
+
+export type AuthConfig = ReturnType<typeof loadConfig>;

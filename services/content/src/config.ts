@@ -12,24 +12,13 @@ const schema = z.object({
   LOG_LEVEL: logLevelVar,
 });
 
-export interface ContentConfig {
-  port: number;
-  host: string;
-  /** Where the auth service publishes its public keys. */
-  jwksUrl: string;
-  issuer: string;
-  audience: string;
-  clockToleranceSeconds: number;
-  jwksMinRefetchMs: number;
-  logLevel: string;
-}
-
 /** Reads the content service's settings from `env`; throws listing every invalid variable. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): ContentConfig {
+export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
   const parsed = parseEnv('content', schema, env);
   return Object.freeze({
     port: parsed.PORT,
     host: parsed.HOST,
+    /** Where the auth service publishes its public keys. */
     jwksUrl: `${parsed.AUTH_URL}/.well-known/jwks.json`,
     issuer: parsed.JWT_ISSUER,
     audience: parsed.JWT_AUDIENCE,
@@ -38,3 +27,5 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ContentConfig 
     logLevel: parsed.LOG_LEVEL,
   });
 }
+
+export type ContentConfig = ReturnType<typeof loadConfig>;
