@@ -10,10 +10,12 @@ export interface ErrorBody {
   requestId?: string;
 }
 
-/** Messages for the framework's own client errors (body parser, router), by status. */
+/**
+ * Messages for the body parser's own client errors, by status. (The router's 405 is an
+ * `AppError` already: see `allowedMethodsOptions()`.)
+ */
 const HTTP_CLIENT_ERRORS: Record<number, { code: string; message: string }> = {
   400: { code: 'request.invalid_json', message: 'The request body is not valid JSON.' },
-  405: { code: 'request.method_not_allowed', message: 'Method not allowed.' },
   413: { code: 'request.too_large', message: 'The request body is too large.' },
   415: { code: 'request.unsupported_media_type', message: 'The request body must be JSON.' },
 };

@@ -36,21 +36,24 @@ function thumbprint(jwk: { e: string; n: string }): string {
 export async function loadSigningKeys(knex: Knex, logger: Logger): Promise<KeyStore> {
   const rows = await knex.transaction(async (trx) => {
     await trx.raw("SELECT pg_advisory_xact_lock(hashtext('gatehouse.signing_keys'))");
-    const active = (): Promise<SigningKeyRow[]> =>
-      trx('signing_keys').whereNull('retired_at').orderBy('created_at', 'desc').orderBy('kid').select('kid', 'private_key_pem', 'public_jwk');
-    const existing = await active();
+    const existing: SigningKeyRow[] = await trx('signing_keys')
+      .whereNull('retired_at')
+      .orderBy('created_at', 'desc')
+      .orderBy('kid')
+      .select('kid', 'private_key_pem', 'public_jwk');
     if (existing.length > 0) return existing;
 
     const { privateKey } = await generateRsaKeyPair('rsa', { modulusLength: 2048 });
     const provisional = toPublicJwk('pending', createPublicKey(privateKey));
     const kid = thumbprint(provisional);
-    await trx('signing_keys').insert({
+    const created: SigningKeyRow = {
       kid,
       private_key_pem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
-      public_jwk: JSON.stringify({ ...provisional, kid }),
-    });
+      public_jwk: { ...provisional, kid },
+    };
+    await trx('signing_keys').insert({ ...created, public_jwk: JSON.stringify(created.public_jwk) });
     logger.info({ kid }, 'created the first signing key');
-    return active();
+    return [created];
   });
 
   const [newest] = rows;
