@@ -12,13 +12,17 @@ export const MAX_TOKEN_LENGTH = 8192;
 
 /**
  * Claims of an access token. `id` duplicates `sub` as a number because the tutorial's
- * clients read `decoded.id`.
+ * clients read `decoded.id`. `ver` is the user's token version when the token was issued: a
+ * token whose `ver` is below the version in the revocation feed is refused. `sid` names the
+ * session (refresh-token family) the token was issued for.
  */
 export const accessTokenClaimsSchema = z.object({
   sub: z.string().min(1),
   id: z.number().int().positive(),
   username: z.string().min(1),
   roles: z.array(z.enum(ROLES)),
+  ver: z.number().int().nonnegative(),
+  sid: z.string().max(64).optional(),
   iss: z.string(),
   aud: z.union([z.string(), z.array(z.string())]),
   iat: z.number(),

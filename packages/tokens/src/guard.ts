@@ -51,3 +51,9 @@ export function requireRole(role: RoleName): Middleware {
     await next();
   };
 }
+
+/** The claims `requireAuth()` put on the context; for handlers mounted after it. */
+export function authenticatedUser(ctx: { state: { user?: AccessTokenClaims } }): AccessTokenClaims {
+  if (!ctx.state.user) throw new Error('requireAuth() must run before this handler');
+  return ctx.state.user;
+}

@@ -3,3 +3,4 @@ export * from './sign';
 export * from './jwks';
 export * from './verify';
 export * from './guard';
+export * from './revocations';

@@ -41,6 +41,8 @@ export interface JwksClientOptions {
 export interface JwksClient extends KeyResolver {
   /** Fetches the JWKS now, replacing the cached keys; keeps the old ones when it fails. */
   refresh(): Promise<void>;
+  /** Refetches every `intervalMs` until the returned function is called. */
+  start(intervalMs: number): () => void;
   /** How many keys are cached. */
   readonly size: number;
 }
@@ -106,6 +108,11 @@ export function createJwksClient(options: JwksClientOptions): JwksClient {
 
   return {
     refresh,
+    start(intervalMs) {
+      const timer = setInterval(() => void refresh().catch(() => undefined), intervalMs);
+      timer.unref();
+      return () => clearInterval(timer);
+    },
     get size() {
       return keys.size;
     },

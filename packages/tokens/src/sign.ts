@@ -14,11 +14,13 @@ export interface SignOptions {
   ttlSeconds: number;
   /** Seconds since the epoch; comes from the injected clock. */
   nowSeconds: number;
+  /** The session (refresh-token family) the token belongs to, when it has one. */
+  sessionId?: string;
 }
 
 /** Signs an access token for a user. Returns the token and its expiry (seconds since epoch). */
 export function signAccessToken(
-  user: { id: number; username: string; roles: readonly RoleName[] },
+  user: { id: number; username: string; roles: readonly RoleName[]; tokenVersion: number },
   options: SignOptions,
 ): { token: string; expiresAt: number } {
   const expiresAt = options.nowSeconds + options.ttlSeconds;
@@ -28,6 +30,8 @@ export function signAccessToken(
       id: user.id,
       username: user.username,
       roles: [...user.roles],
+      ver: user.tokenVersion,
+      ...(options.sessionId === undefined ? {} : { sid: options.sessionId }),
       iat: options.nowSeconds,
       exp: expiresAt,
       jti: randomUUID(),

@@ -6,7 +6,7 @@ import { MAX_TOKEN_LENGTH, type AccessTokenClaims, type RoleName } from './claim
 import { readToken, requireAuth, requireRole } from './guard';
 import type { KeyResolver } from './jwks';
 import { signAccessToken, type SigningKey } from './sign';
-import { createTokenVerifier } from './verify';
+import { createTokenVerifier, type VerifyOptions } from './verify';
 
 // Real RS256 keys, real jsonwebtoken; the only stand-in is an in-memory KeyResolver.
 const ISSUER = 'gatehouse-test';
@@ -46,14 +46,15 @@ function memoryKeys(): { resolver: KeyResolver; lookups: string[] } {
   };
 }
 
-function setup(nowSeconds = NOW) {
+function setup(options: { nowSeconds?: number; isRevoked?: VerifyOptions['isRevoked'] } = {}) {
   const { resolver, lookups } = memoryKeys();
   const verify = createTokenVerifier({
     keys: resolver,
     issuer: ISSUER,
     audience: AUDIENCE,
     clockToleranceSeconds: TOLERANCE,
-    nowSeconds: () => nowSeconds,
+    nowSeconds: () => options.nowSeconds ?? NOW,
+    isRevoked: options.isRevoked,
   });
   return { verify, lookups };
 }
@@ -63,7 +64,7 @@ function mint(
   options: { nowSeconds?: number; issuer?: string; audience?: string; key?: SigningKey } = {},
 ): string {
   return signAccessToken(
-    { id: user.id ?? 7, username: user.username ?? 'alice', roles: user.roles ?? ['user'] },
+    { id: user.id ?? 7, username: user.username ?? 'alice', roles: user.roles ?? ['user'], tokenVersion: 0 },
     {
       key: options.key ?? signingKey,
       issuer: options.issuer ?? ISSUER,
@@ -81,6 +82,7 @@ function claims(overrides: Record<string, unknown> = {}, omit: string[] = []): R
     id: 7,
     username: 'alice',
     roles: ['user'],
+    ver: 0,
     iss: ISSUER,
     aud: AUDIENCE,
     iat: NOW,
@@ -157,10 +159,10 @@ describe('signAccessToken', () => {
     expect(decoded?.header).toMatchObject({ alg: 'RS256', kid: PRIMARY_KID, typ: 'JWT' });
   });
 
-  it('carries sub, id, username, roles, iss, aud, iat, exp and jti', () => {
+  it('carries sub, id, username, roles, ver, sid, iss, aud, iat, exp and jti', () => {
     const { token, expiresAt } = signAccessToken(
-      { id: 42, username: 'bob', roles: ['user', 'moderator'] },
-      { key: signingKey, issuer: ISSUER, audience: AUDIENCE, ttlSeconds: 600, nowSeconds: NOW },
+      { id: 42, username: 'bob', roles: ['user', 'moderator'], tokenVersion: 3 },
+      { key: signingKey, issuer: ISSUER, audience: AUDIENCE, ttlSeconds: 600, nowSeconds: NOW, sessionId: 'session-1' },
     );
     expect(expiresAt).toBe(NOW + 600);
     expect(jwt.decode(token)).toEqual({
@@ -168,6 +170,8 @@ describe('signAccessToken', () => {
       id: 42,
       username: 'bob',
       roles: ['user', 'moderator'],
+      ver: 3,
+      sid: 'session-1',
       iss: ISSUER,
       aud: AUDIENCE,
       iat: NOW,
@@ -202,6 +206,7 @@ describe('createTokenVerifier', () => {
         id: 9,
         username: 'carol',
         roles: ['user', 'admin'],
+        ver: 0,
         iss: ISSUER,
         aud: AUDIENCE,
         iat: NOW,
@@ -211,8 +216,24 @@ describe('createTokenVerifier', () => {
       expect(lookups).toEqual([PRIMARY_KID]);
     });
 
+    it('asks isRevoked with the verified claims and refuses the token when it answers true', async () => {
+      const asked: unknown[] = [];
+      const { verify } = setup({
+        isRevoked: (claims) => {
+          asked.push({ sub: claims.sub, ver: claims.ver });
+          return claims.sub === '9';
+        },
+      });
+      await expectInvalidToken(verify(mint({ id: 9 })));
+      await expect(verify(mint({ id: 10 }))).resolves.toMatchObject({ sub: '10' });
+      expect(asked).toEqual([
+        { sub: '9', ver: 0 },
+        { sub: '10', ver: 0 },
+      ]);
+    });
+
     it('accepts a token that expired less than the clock tolerance ago', async () => {
-      const { verify } = setup(NOW + TTL + TOLERANCE - 1);
+      const { verify } = setup({ nowSeconds: NOW + TTL + TOLERANCE - 1 });
       await expect(verify(mint())).resolves.toMatchObject({ username: 'alice' });
     });
 
@@ -245,14 +266,14 @@ describe('createTokenVerifier', () => {
 
   describe('rejects with 401 auth.invalid_token', () => {
     it('a token expired beyond the clock tolerance, keeping the reason as the cause', async () => {
-      const { verify } = setup(NOW + TTL + TOLERANCE + 1);
+      const { verify } = setup({ nowSeconds: NOW + TTL + TOLERANCE + 1 });
       const err = await expectInvalidToken(verify(mint()));
       expect(err.cause).toBeInstanceOf(jwt.TokenExpiredError);
     });
 
     it('a token judged by the injected clock even when the system clock would accept it', async () => {
       const nowReal = Math.floor(Date.now() / 1000);
-      const { verify } = setup(nowReal + 3600);
+      const { verify } = setup({ nowSeconds: nowReal + 3600 });
       await expectInvalidToken(verify(mint({}, { nowSeconds: nowReal })));
     });
 
@@ -374,6 +395,9 @@ describe('createTokenVerifier', () => {
       ['no username', {}, ['username']],
       ['no jti', {}, ['jti']],
       ['no exp', {}, ['exp']],
+      ['no ver', {}, ['ver']],
+      ['a negative ver', { ver: -1 }, []],
+      ['a ver that is not an integer', { ver: 1.5 }, []],
     ])('a validly signed token with %s', async (_label, overrides, omit) => {
       const { verify } = setup();
       const token = signRaw(claims(overrides, omit), primary.privateKey, { kid: PRIMARY_KID });
@@ -397,7 +421,7 @@ function fakeContext(headers: Record<string, string | string[]>, user?: AccessTo
 }
 
 function claimsWithRoles(roles: RoleName[]): AccessTokenClaims {
-  return { sub: '7', id: 7, username: 'alice', roles, iss: ISSUER, aud: AUDIENCE, iat: NOW, exp: NOW + TTL, jti: randomUUID() };
+  return { sub: '7', id: 7, username: 'alice', roles, ver: 0, iss: ISSUER, aud: AUDIENCE, iat: NOW, exp: NOW + TTL, jti: randomUUID() };
 }
 
 describe('readToken', () => {

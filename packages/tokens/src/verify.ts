@@ -10,6 +10,8 @@ export interface VerifyOptions {
   clockToleranceSeconds: number;
   /** Seconds since the epoch, from the injected clock. */
   nowSeconds: () => number;
+  /** True for a token issued before its user's tokens were revoked (see `revocations.ts`). */
+  isRevoked?: (claims: AccessTokenClaims) => boolean;
 }
 
 /** The one rejection every bad token gets; the cause is kept for logs, never sent. */
@@ -27,7 +29,8 @@ const KID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
  *
  * @remarks The algorithm list is pinned to RS256 and checked on the header before a key is
  * looked up, so `none`, HS256-with-the-public-key and other confusions never reach a verifier;
- * issuer, audience and expiry are checked by jsonwebtoken, the claim shapes by zod.
+ * issuer, audience and expiry are checked by jsonwebtoken, the claim shapes by zod, and
+ * revocation last, by `isRevoked` when given.
  */
 export function createTokenVerifier(options: VerifyOptions): (token: string) => Promise<AccessTokenClaims> {
   return async function verifyAccessToken(token) {
@@ -60,6 +63,7 @@ export function createTokenVerifier(options: VerifyOptions): (token: string) => 
     }
     const claims = accessTokenClaimsSchema.safeParse(payload);
     if (!claims.success) throw invalidToken(claims.error);
+    if (options.isRevoked?.(claims.data)) throw invalidToken(new Error('token revoked'));
     return claims.data;
   };
 }
