@@ -1,23 +1,25 @@
 import Koa from 'koa';
 import Router from '@koa/router';
 import { accessLog, allowedMethodsOptions, errorHandler, healthRoutes, requestId, type Logger } from '@gatehouse/common';
-import { createTokenVerifier, requireAuth, type JwksClient } from '@gatehouse/tokens';
+import { createTokenVerifier, requireAuth, type JwksClient, type RevocationFeedClient } from '@gatehouse/tokens';
 import type { ContentConfig } from './config';
 import { testRoutes } from './routes/test/test.routes';
 
 export interface AppDeps {
   config: Pick<ContentConfig, 'issuer' | 'audience' | 'clockToleranceSeconds'>;
   keys: JwksClient;
+  /** The auth service's revocation feed, polled; checked on every token. */
+  revocations: Pick<RevocationFeedClient, 'isRevoked' | 'loaded' | 'refresh'>;
   logger: Logger;
   clock?: () => Date;
 }
 
 /**
- * Builds the content service's Koa app. It verifies tokens itself from the cached JWKS: no
- * database and no call to auth per request.
+ * Builds the content service's Koa app. It verifies tokens itself from the cached JWKS and
+ * the polled revocation feed: no database and no call to auth per request.
  */
 export function createApp(deps: AppDeps): Koa {
-  const { config, keys, logger } = deps;
+  const { config, keys, revocations, logger } = deps;
   const clock = deps.clock ?? (() => new Date());
   const verify = createTokenVerifier({
     keys,
@@ -25,6 +27,7 @@ export function createApp(deps: AppDeps): Koa {
     audience: config.audience,
     clockToleranceSeconds: config.clockToleranceSeconds,
     nowSeconds: () => Math.floor(clock().getTime() / 1000),
+    isRevoked: (claims) => revocations.isRevoked(claims),
   });
 
   const router = new Router();
@@ -34,8 +37,14 @@ export function createApp(deps: AppDeps): Koa {
   app.use(errorHandler());
   app.use(requestId(logger));
   app.use(accessLog());
-  // Ready once the signing keys are known; while auth is down, cached keys keep it ready.
-  app.use(healthRoutes({ signingKeys: async () => (keys.size > 0 ? undefined : keys.refresh()) }));
+  // Ready once the signing keys and the revocation feed have been loaded once; while auth is
+  // down, the cached copies keep it ready.
+  app.use(
+    healthRoutes({
+      signingKeys: async () => (keys.size > 0 ? undefined : keys.refresh()),
+      revocations: async () => (revocations.loaded ? undefined : revocations.refresh()),
+    }),
+  );
   app.use(router.routes());
   app.use(router.allowedMethods(allowedMethodsOptions()));
   return app;

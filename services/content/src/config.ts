@@ -9,6 +9,8 @@ const schema = z.object({
   JWT_AUDIENCE: z.string().min(1).default('gatehouse'),
   CLOCK_TOLERANCE_SECONDS: z.coerce.number().int().min(0).max(300).default(5),
   JWKS_MIN_REFETCH_MS: z.coerce.number().int().min(0).default(10_000),
+  JWKS_REFRESH_MS: z.coerce.number().int().min(1_000).max(86_400_000).default(60_000),
+  REVOCATION_POLL_MS: z.coerce.number().int().min(100).max(60_000).default(2_000),
   LOG_LEVEL: logLevelVar,
 });
 
@@ -20,10 +22,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     host: parsed.HOST,
     /** Where the auth service publishes its public keys. */
     jwksUrl: `${parsed.AUTH_URL}/.well-known/jwks.json`,
+    /** Where the auth service publishes the revocation feed (not routed by the gateway). */
+    revocationsUrl: `${parsed.AUTH_URL}/internal/revocations`,
     issuer: parsed.JWT_ISSUER,
     audience: parsed.JWT_AUDIENCE,
     clockToleranceSeconds: parsed.CLOCK_TOLERANCE_SECONDS,
     jwksMinRefetchMs: parsed.JWKS_MIN_REFETCH_MS,
+    /** The JWKS is also refetched this often, so a key removed after a leak leaves the cache. */
+    jwksRefreshMs: parsed.JWKS_REFRESH_MS,
+    /** How often the revocation feed is polled: the longest a revoked token is still accepted. */
+    revocationPollMs: parsed.REVOCATION_POLL_MS,
     logLevel: parsed.LOG_LEVEL,
   });
 }

@@ -1,5 +1,5 @@
 import { createLogger, exitOnSignals, startServer } from '@gatehouse/common';
-import { createJwksClient } from '@gatehouse/tokens';
+import { createJwksClient, createRevocationFeedClient } from '@gatehouse/tokens';
 import { createApp } from './app';
 import { loadConfig } from './config';
 
@@ -8,12 +8,18 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger({ service: 'content', level: config.logLevel });
   const keys = createJwksClient({ url: config.jwksUrl, logger, minRefetchIntervalMs: config.jwksMinRefetchMs });
-  // Warm the cache; when auth is not up yet, the first token's unknown kid fetches again.
-  await keys.refresh().catch(() => undefined);
-  const app = createApp({ config, keys, logger });
+  const revocations = createRevocationFeedClient({ url: config.revocationsUrl, logger });
+  // Warm both caches; when auth is not up yet, the pollers and the first unknown kid try again.
+  await Promise.all([keys.refresh().catch(() => undefined), revocations.refresh().catch(() => undefined)]);
+  const stopPolling = revocations.start(config.revocationPollMs);
+  const stopRefreshing = keys.start(config.jwksRefreshMs);
+  const app = createApp({ config, keys, revocations, logger });
   const running = await startServer(app, { port: config.port, host: config.host, logger });
   logger.info({ url: running.url, jwks: config.jwksUrl }, 'content listening');
-  exitOnSignals(running, logger);
+  exitOnSignals(running, logger, async () => {
+    stopPolling();
+    stopRefreshing();
+  });
 }
 
 main().catch((err: unknown) => {

@@ -6,10 +6,12 @@ import { createSilentLogger, startServer, type RunningServer } from '@gatehouse/
 import {
   MAX_TOKEN_LENGTH,
   createJwksClient,
+  createRevocationFeedClient,
   signAccessToken,
   toPublicJwk,
   type JwksClient,
   type PublicJwk,
+  type RevocationFeedClient,
   type RoleName,
   type SigningKey,
 } from '@gatehouse/tokens';
@@ -26,20 +28,30 @@ const config: Pick<ContentConfig, 'issuer' | 'audience' | 'clockToleranceSeconds
 };
 const TTL = 900;
 const JWKS_PATH = '/.well-known/jwks.json';
+const FEED_PATH = '/internal/revocations';
 
 // ---------------------------------------------------------------------------------------------
 // The stand-in for auth's JWKS endpoint.
 
 interface JwksServer {
   url: string;
+  /** The revocation feed's URL on the same server. */
+  feedUrl: string;
   requests: number;
   keys: PublicJwk[];
+  /** What the revocation feed lists. */
+  revocations: { sub: string; ver: number }[];
   status: number;
   close(): Promise<void>;
 }
 
 async function startJwksServer(keys: PublicJwk[]): Promise<JwksServer> {
   const server = http.createServer((req, res) => {
+    if (req.url === FEED_PATH) {
+      res.writeHead(state.status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(state.status === 200 ? { revocations: state.revocations } : { message: 'unavailable' }));
+      return;
+    }
     state.requests += 1;
     if (req.url !== JWKS_PATH) {
       res.writeHead(404).end();
@@ -53,8 +65,10 @@ async function startJwksServer(keys: PublicJwk[]): Promise<JwksServer> {
   let closed = false;
   const state: JwksServer = {
     url: `http://127.0.0.1:${port}${JWKS_PATH}`,
+    feedUrl: `http://127.0.0.1:${port}${FEED_PATH}`,
     requests: 0,
     keys,
+    revocations: [],
     status: 200,
     async close() {
       if (closed) return;
@@ -72,6 +86,7 @@ async function startJwksServer(keys: PublicJwk[]): Promise<JwksServer> {
 interface Stack {
   jwks: JwksServer;
   keys: JwksClient;
+  revocations: RevocationFeedClient;
   content: RunningServer;
   /** What the JWKS client's `now()` answers; advance it to let a refetch through. */
   jwksClock: { ms: number };
@@ -83,12 +98,14 @@ async function startStack(options: { publish: PublicJwk[]; clock?: () => Date; w
   const jwks = await startJwksServer(options.publish);
   const jwksClock = { ms: 1_000_000 };
   const keys = createJwksClient({ url: jwks.url, logger, minRefetchIntervalMs: 10_000, now: () => jwksClock.ms });
-  if (options.warm !== false) await keys.refresh();
-  const app = createApp({ config, keys, logger, clock: options.clock });
+  const revocations = createRevocationFeedClient({ url: jwks.feedUrl, logger });
+  if (options.warm !== false) await Promise.all([keys.refresh(), revocations.refresh()]);
+  const app = createApp({ config, keys, revocations, logger, clock: options.clock });
   const content = await startServer(app, { port: 0 });
   return {
     jwks,
     keys,
+    revocations,
     content,
     jwksClock,
     async close() {
@@ -125,10 +142,10 @@ const nowSeconds = (): number => Math.floor(Date.now() / 1000);
 
 function mint(
   roles: RoleName[] = ['user'],
-  options: { key?: SigningKey; issuer?: string; audience?: string; now?: number } = {},
+  options: { key?: SigningKey; issuer?: string; audience?: string; now?: number; version?: number } = {},
 ): string {
   return signAccessToken(
-    { id: 7, username: 'alice', roles },
+    { id: 7, username: 'alice', roles, tokenVersion: options.version ?? 0 },
     {
       key: options.key ?? currentKey,
       issuer: options.issuer ?? config.issuer,
@@ -149,6 +166,7 @@ function validClaims(overrides: Record<string, unknown> = {}): Record<string, un
     id: 7,
     username: 'alice',
     roles: ['user'],
+    ver: 0,
     iss: config.issuer,
     aud: config.audience,
     iat,
@@ -363,7 +381,7 @@ describe('content service over HTTP', () => {
     it('[GET /readyz] returns 200 once the signing keys are loaded', async () => {
       const reply = await get(url, '/readyz');
       expect(reply.status).toBe(200);
-      expect(JSON.parse(reply.text)).toEqual({ status: 'ready', checks: { signingKeys: 'ok' } });
+      expect(JSON.parse(reply.text)).toEqual({ status: 'ready', checks: { signingKeys: 'ok', revocations: 'ok' } });
       expect(main.keys.size).toBe(1);
     });
 
@@ -382,7 +400,7 @@ describe('content service and the auth service JWKS', () => {
     cold.jwks.status = 503;
     const unready = await get(cold.content.url, '/readyz');
     expect(unready.status).toBe(503);
-    expect(JSON.parse(unready.text)).toEqual({ status: 'unready', checks: { signingKeys: 'failing' } });
+    expect(JSON.parse(unready.text)).toEqual({ status: 'unready', checks: { signingKeys: 'failing', revocations: 'failing' } });
 
     cold.jwks.status = 200;
     const ready = await get(cold.content.url, '/readyz');
@@ -439,5 +457,65 @@ describe('content service and the auth service JWKS', () => {
     const unknown = mint(['user'], { key: { kid: 'not-yet-published', privateKey: current.privateKey } });
     expectInvalidToken(await get(orphan.content.url, '/api/test/user', { 'x-access-token': unknown }));
     expect((await get(orphan.content.url, '/readyz')).status).toBe(200);
+  });
+});
+
+describe('content service and the revocation feed', () => {
+  it('[GET /api/test/user] refuses a token older than its user\'s revocation once the feed lists it', async () => {
+    const running = await stack({ publish: [currentJwk] });
+    const before = mint(['user', 'moderator'], { version: 0 });
+    expect((await get(running.content.url, '/api/test/mod', { 'x-access-token': before })).status).toBe(200);
+
+    running.jwks.revocations = [{ sub: '7', ver: 1 }];
+    // Served from the last poll until the next one: no call to auth per request.
+    expect((await get(running.content.url, '/api/test/mod', { 'x-access-token': before })).status).toBe(200);
+    await running.revocations.refresh();
+
+    expectInvalidToken(await get(running.content.url, '/api/test/mod', { 'x-access-token': before }));
+    expectInvalidToken(await get(running.content.url, '/api/test/user', { 'x-access-token': before }));
+    // A token issued after the revocation carries the new version and passes.
+    const after = mint(['user'], { version: 1 });
+    expect((await get(running.content.url, '/api/test/user', { 'x-access-token': after })).status).toBe(200);
+  });
+
+  it('[GET /api/test/user] leaves other users\' tokens alone', async () => {
+    const running = await stack({ publish: [currentJwk] });
+    running.jwks.revocations = [{ sub: '8', ver: 5 }];
+    await running.revocations.refresh();
+    expect((await get(running.content.url, '/api/test/user', { 'x-access-token': mint() })).status).toBe(200);
+  });
+
+  it('keeps applying the last feed while auth is down, and an empty feed lifts nothing it did not list', async () => {
+    const running = await stack({ publish: [currentJwk] });
+    running.jwks.revocations = [{ sub: '7', ver: 2 }];
+    await running.revocations.refresh();
+    running.jwks.status = 503;
+    await expect(running.revocations.refresh()).rejects.toThrow('revocation feed answered 503');
+    expect(running.revocations.size).toBe(1);
+    expectInvalidToken(await get(running.content.url, '/api/test/user', { 'x-access-token': mint(['user'], { version: 1 }) }));
+    expect((await get(running.content.url, '/api/test/user', { 'x-access-token': mint(['user'], { version: 2 }) })).status).toBe(200);
+    expect((await get(running.content.url, '/readyz')).status).toBe(200);
+  });
+
+  it('polls by itself once started', async () => {
+    const running = await stack({ publish: [currentJwk] });
+    const stop = running.revocations.start(50);
+    try {
+      running.jwks.revocations = [{ sub: '7', ver: 1 }];
+      const deadline = Date.now() + 5_000;
+      while (running.revocations.size === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      expectInvalidToken(await get(running.content.url, '/api/test/user', { 'x-access-token': mint() }));
+    } finally {
+      stop();
+    }
+  });
+
+  it('refuses a feed that is not the expected shape and keeps the last good one', async () => {
+    const running = await stack({ publish: [currentJwk] });
+    running.jwks.revocations = [{ sub: '7', ver: 1 }];
+    await running.revocations.refresh();
+    running.jwks.revocations = [{ sub: '7', ver: -3 }];
+    await expect(running.revocations.refresh()).rejects.toThrow();
+    expectInvalidToken(await get(running.content.url, '/api/test/user', { 'x-access-token': mint() }));
   });
 });
