@@ -5,13 +5,26 @@ import { accessLog, allowedMethodsOptions, errorHandler, healthRoutes, jsonBody,
 import type { AuthConfig } from './config';
 import { createUserRepository } from './db/repositories/user.repository';
 import { authRoutes } from './routes/auth/auth.routes';
+import { authenticateWithDatabase } from './routes/authenticate';
+import { revocationRoutes } from './routes/internal/revocations.routes';
 import { jwksRoutes } from './routes/jwks/jwks.routes';
+import { userRoutes } from './routes/users/users.routes';
+import { createAdminService } from './services/admin.service';
 import { createAuthService } from './services/auth.service';
 import { createPasswordHasher } from './services/passwords';
-import type { KeyStore } from './services/signing-keys';
+import { keyRetentionSeconds, type KeyStore } from './services/signing-keys';
 
 export interface AppDeps {
-  config: Pick<AuthConfig, 'issuer' | 'audience' | 'accessTokenTtlSeconds' | 'bcryptCost'>;
+  config: Pick<
+    AuthConfig,
+    | 'issuer'
+    | 'audience'
+    | 'accessTokenTtlSeconds'
+    | 'refreshTokenTtlSeconds'
+    | 'refreshReuseIntervalSeconds'
+    | 'bcryptCost'
+    | 'trustProxy'
+  >;
   knex: Knex;
   keys: KeyStore;
   logger: Logger;
@@ -22,20 +35,21 @@ export interface AppDeps {
 export function createApp(deps: AppDeps): Koa {
   const { config, knex, keys, logger } = deps;
   const clock = deps.clock ?? (() => new Date());
-  const users = createUserRepository(knex);
-  const auth = createAuthService({
-    users,
-    passwords: createPasswordHasher(config.bcryptCost),
-    keys,
-    tokens: config,
+  const auth = createAuthService({ knex, passwords: createPasswordHasher(config.bcryptCost), keys, tokens: config, clock });
+  const admin = createAdminService({ knex, clock });
+  const authenticate = authenticateWithDatabase({ keys, knex, config, clock });
+
+  const router = new Router();
+  authRoutes(router, { auth, authenticate, findUser: admin.getUser });
+  userRoutes(router, { admin, authenticate });
+  jwksRoutes(router, { keys });
+  revocationRoutes(router, {
+    users: createUserRepository(knex),
+    windowSeconds: keyRetentionSeconds(config.accessTokenTtlSeconds),
     clock,
   });
 
-  const router = new Router();
-  authRoutes(router, { auth });
-  jwksRoutes(router, { keys });
-
-  const app = new Koa();
+  const app = new Koa({ proxy: config.trustProxy, maxIpsCount: 1 });
   app.use(errorHandler());
   app.use(requestId(logger));
   app.use(accessLog());

@@ -4,9 +4,11 @@ import { createLogger } from '@gatehouse/common';
 import { ROLES, type RoleName } from '@gatehouse/tokens';
 import { loadConfig } from './config';
 import { createDb, migrateDb } from './db/create-db';
-import { createUserRepository } from './db/repositories/user.repository';
-import { signUpBody } from './routes/auth/auth.schema';
+import { createRepositories } from './db/repositories';
+import { createAdminService } from './services/admin.service';
+import { createAdmin } from './services/bootstrap-admin';
 import { createPasswordHasher } from './services/passwords';
+import { keyRetentionSeconds, rotateSigningKey } from './services/signing-keys';
 
 const USAGE = `Gatehouse auth CLI (uses DATABASE_URL, else the embedded database under DATA_DIR)
 
@@ -15,7 +17,14 @@ const USAGE = `Gatehouse auth CLI (uses DATABASE_URL, else the embedded database
       better (it stays out of shell history), from the ADMIN_PASSWORD environment variable.
 
   set-roles --username NAME --roles ROLE[,ROLE...]
-      Gives the user exactly these roles (${ROLES.join(', ')}).
+      Gives the user exactly these roles (${ROLES.join(', ')}). The user's access tokens
+      issued before stop being accepted within seconds; refreshed ones carry the new roles.
+
+  rotate-keys [--remove-old]
+      Creates a new signing key; new tokens use it within SIGNING_KEY_RELOAD_MS. The old
+      public key stays in the JWKS for one access-token lifetime plus 5 minutes, then goes.
+      --remove-old drops the old keys at once (for a leaked key): tokens they signed stop
+      verifying as soon as verifiers refresh their key cache.
 
   migrate
       Brings the database schema up to date (the auth service also does this at start).
@@ -43,6 +52,7 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: (line:
       email: { type: 'string' },
       password: { type: 'string' },
       roles: { type: 'string' },
+      'remove-old': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -56,19 +66,19 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: (line:
   const db = createDb(config);
   try {
     await migrateDb(db.knex, createLogger({ service: 'auth-cli', level: 'warn' }));
-    const users = createUserRepository(db.knex);
+    const { users, events } = createRepositories(db.knex);
+    const clock = () => new Date();
     switch (command) {
       case 'migrate':
         out('Database schema is up to date.');
         return 0;
       case 'create-admin': {
-        const input = signUpBody.parse({
-          username: values.username,
-          email: values.email,
-          password: values.password ?? env.ADMIN_PASSWORD,
+        const account = { username: values.username, email: values.email, password: values.password ?? env.ADMIN_PASSWORD };
+        const user = await createAdmin(db.knex, account, {
+          passwords: createPasswordHasher(config.bcryptCost),
+          clock,
+          via: 'cli',
         });
-        const passwordHash = await createPasswordHasher(config.bcryptCost).hash(input.password);
-        const user = await users.insertUser({ ...input, passwordHash, roles: ['user', 'admin'] });
         out(`Created admin ${user.username} (id ${user.id}) with roles ${user.roles.join(', ')}.`);
         return 0;
       }
@@ -76,11 +86,26 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: (line:
         if (!values.username) throw new UsageError('--username is required');
         const roles = parseRoles(values.roles);
         const user = await users.findUserByUsername(values.username);
-        if (!user || !(await users.setUserRoles(user.id, roles))) {
+        if (!user) {
           out(`No user named ${values.username}.`);
           return 1;
         }
-        out(`${user.username} now has the roles ${roles.join(', ')}. Tokens issued from now on carry them.`);
+        await createAdminService({ knex: db.knex, clock }).setRoles(user.id, roles, {});
+        out(`${user.username} now has the roles ${roles.join(', ')}. Its older tokens stop being accepted within seconds.`);
+        return 0;
+      }
+      case 'rotate-keys': {
+        const rotation = await rotateSigningKey(db.knex, {
+          clock,
+          accessTokenTtlSeconds: config.accessTokenTtlSeconds,
+          removeOld: values['remove-old'],
+        });
+        await events.recordEvent({ type: 'key.rotated', details: { ...rotation }, at: clock() });
+        out(`New signing key ${rotation.kid}.`);
+        if (rotation.retired.length > 0) {
+          out(`Retired (published for ${keyRetentionSeconds(config.accessTokenTtlSeconds)} s more): ${rotation.retired.join(', ')}.`);
+        }
+        if (rotation.removed.length > 0) out(`Removed: ${rotation.removed.join(', ')}.`);
         return 0;
       }
       default:

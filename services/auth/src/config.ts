@@ -17,9 +17,26 @@ const schema = z
     JWT_AUDIENCE: z.string().min(1).default('gatehouse'),
     ACCESS_TOKEN_TTL: z.coerce.number().int().min(30).max(7 * 24 * 3600).default(900),
     BCRYPT_COST: z.coerce.number().int().min(4).max(15).default(10),
+    REFRESH_TOKEN_TTL: z.coerce.number().int().min(60).max(365 * 24 * 3600).default(7 * 24 * 3600),
+    REFRESH_REUSE_INTERVAL: z.coerce.number().int().min(0).max(60).default(0),
+    SIGNING_KEY_RELOAD_MS: z.coerce.number().int().min(100).max(3_600_000).default(5_000),
+    TRUST_PROXY: z.stringbool().default(true),
+    ADMIN_USERNAME: z.string().optional(),
+    ADMIN_EMAIL: z.string().optional(),
+    ADMIN_PASSWORD: z.string().optional(),
     LOG_LEVEL: logLevelVar,
   })
   .superRefine((env, ctx) => {
+    // ADMIN_PASSWORD alone is how the CLI's create-admin takes a password; a username or an
+    // email alone is a half-configured bootstrap admin.
+    const bootstrap = [env.ADMIN_USERNAME, env.ADMIN_EMAIL, env.ADMIN_PASSWORD];
+    if ((env.ADMIN_USERNAME ?? env.ADMIN_EMAIL) !== undefined && bootstrap.includes(undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['ADMIN_USERNAME'],
+        message: 'ADMIN_USERNAME, ADMIN_EMAIL and ADMIN_PASSWORD go together: set all three to create the first admin',
+      });
+    }
     if (env.NODE_ENV === 'production' && !env.DATABASE_URL) {
       ctx.addIssue({
         code: 'custom',
@@ -44,6 +61,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     audience: parsed.JWT_AUDIENCE,
     accessTokenTtlSeconds: parsed.ACCESS_TOKEN_TTL,
     bcryptCost: parsed.BCRYPT_COST,
+    refreshTokenTtlSeconds: parsed.REFRESH_TOKEN_TTL,
+    /** Seconds in which a rotated refresh token presented again returns the same successor; 0 = off. */
+    refreshReuseIntervalSeconds: parsed.REFRESH_REUSE_INTERVAL,
+    /** How often each instance rereads the signing keys, so a rotation reaches it. */
+    signingKeyReloadMs: parsed.SIGNING_KEY_RELOAD_MS,
+    /** Read the client's address from the last `X-Forwarded-For` hop, which the gateway adds. */
+    trustProxy: parsed.TRUST_PROXY,
+    /** The first admin, created at start when no user has this username; never overwritten. */
+    bootstrapAdmin:
+      parsed.ADMIN_USERNAME && parsed.ADMIN_EMAIL && parsed.ADMIN_PASSWORD
+        ? { username: parsed.ADMIN_USERNAME, email: parsed.ADMIN_EMAIL, password: parsed.ADMIN_PASSWORD }
+        : undefined,
     logLevel: parsed.LOG_LEVEL,
   });
 }

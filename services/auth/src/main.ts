@@ -2,12 +2,15 @@ import { createLogger, exitOnSignals, startServer } from '@gatehouse/common';
 import { createApp } from './app';
 import { loadConfig } from './config';
 import { createDb, migrateDb } from './db/create-db';
-import { loadSigningKeys } from './services/signing-keys';
+import { ensureBootstrapAdmin } from './services/bootstrap-admin';
+import { createPasswordHasher } from './services/passwords';
+import { createKeyStore, ensureSigningKey } from './services/signing-keys';
 
 // Composition root: the only place that reads the environment, opens the pool and listens.
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger({ service: 'auth', level: config.logLevel });
+  const clock = () => new Date();
   const db = createDb(config, logger);
   logger.info(
     db.kind === 'postgres'
@@ -16,11 +19,19 @@ async function main(): Promise<void> {
     db.kind === 'postgres' ? 'using PostgreSQL from DATABASE_URL' : 'no DATABASE_URL: using the embedded PostgreSQL (PGlite)',
   );
   await migrateDb(db.knex, logger);
-  const keys = await loadSigningKeys(db.knex, logger);
-  const app = createApp({ config, knex: db.knex, keys, logger });
+  if (config.bootstrapAdmin) {
+    await ensureBootstrapAdmin(db.knex, config.bootstrapAdmin, { passwords: createPasswordHasher(config.bcryptCost), clock, logger });
+  }
+  await ensureSigningKey(db.knex, { logger, clock });
+  const keys = await createKeyStore(db.knex, { logger, clock, accessTokenTtlSeconds: config.accessTokenTtlSeconds });
+  const stopReloading = keys.startReloading(config.signingKeyReloadMs);
+  const app = createApp({ config, knex: db.knex, keys, logger, clock });
   const running = await startServer(app, { port: config.port, host: config.host, logger });
   logger.info({ url: running.url }, 'auth listening');
-  exitOnSignals(running, logger, () => db.close());
+  exitOnSignals(running, logger, () => {
+    stopReloading();
+    return db.close();
+  });
 }
 
 main().catch((err: unknown) => {

@@ -2,7 +2,7 @@ import { createPublicKey } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import { createSilentLogger } from '@gatehouse/common';
 import { buildUser, readJson } from '@gatehouse/testing';
-import { loadSigningKeys } from '../src/services/signing-keys';
+import { createKeyStore, ensureSigningKey } from '../src/services/signing-keys';
 import { startAuth, TEST_CONFIG, type AuthHarness } from './helpers';
 
 let auth: AuthHarness;
@@ -125,6 +125,7 @@ describe('[POST /api/auth/signin]', () => {
       email: user.email,
       roles: ['ROLE_USER'],
       accessToken: expect.any(String),
+      refreshToken: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/),
       tokenType: 'Bearer',
       expiresIn: TEST_CONFIG.accessTokenTtlSeconds,
     });
@@ -138,7 +139,14 @@ describe('[POST /api/auth/signin]', () => {
       issuer: TEST_CONFIG.issuer,
       audience: TEST_CONFIG.audience,
     });
-    expect(claims).toMatchObject({ sub: String(res.body.id), id: res.body.id, username: user.username, roles: ['user'] });
+    expect(claims).toMatchObject({
+      sub: String(res.body.id),
+      id: res.body.id,
+      username: user.username,
+      roles: ['user'],
+      ver: 0,
+      sid: expect.stringMatching(/^[0-9a-f-]{36}$/),
+    });
   });
 
   it('matches the username case-insensitively', async () => {
@@ -178,7 +186,8 @@ describe('[GET /.well-known/jwks.json]', () => {
   });
 
   it('keeps the signing key in the database, so another instance signs with the same kid', async () => {
-    const again = await loadSigningKeys(auth.db.knex, createSilentLogger());
+    await ensureSigningKey(auth.db.knex, { logger: createSilentLogger(), clock: auth.clock.now });
+    const again = await createKeyStore(auth.db.knex, { logger: createSilentLogger(), clock: auth.clock.now, accessTokenTtlSeconds: 900 });
     expect(again.current.kid).toBe(auth.keys.current.kid);
     expect(await auth.db.knex('signing_keys').count({ n: '*' }).first()).toMatchObject({ n: expect.anything() });
     const rows = await auth.db.knex('signing_keys').select('kid');

@@ -14,7 +14,13 @@ describe('auth with its PostgreSQL server unreachable', () => {
   beforeAll(async () => {
     db = createDb({ databaseUrl: `postgres://postgres@127.0.0.1:${await freePort()}/none`, dataDir: 'unused', poolMax: 2 });
     const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-    const keys: KeyStore = { current: { kid: 'test-key', privateKey }, jwks: { keys: [] } };
+    const keys: KeyStore = {
+      current: { kid: 'test-key', privateKey },
+      publicJwks: async () => ({ keys: [] }),
+      getKey: async () => undefined,
+      reload: async () => undefined,
+      startReloading: () => () => undefined,
+    };
     server = await startServer(createApp({ config: TEST_CONFIG, knex: db.knex, keys, logger: createSilentLogger() }), { port: 0 });
   });
 

@@ -1,13 +1,22 @@
-import { BadRequestError, UnauthorizedError } from '@gatehouse/common';
+import { randomUUID } from 'node:crypto';
+import type { Knex } from 'knex';
+import { BadRequestError, ForbiddenError, UnauthorizedError } from '@gatehouse/common';
 import { ROLES, signAccessToken, type RoleName } from '@gatehouse/tokens';
-import { takenError, type UserRecord, type UserRepository } from '../db/repositories/user.repository';
+import { createRepositories, type Repositories } from '../db/repositories';
+import type { RequestMeta } from '../db/repositories/event.repository';
+import type { RefreshTokenRow } from '../db/repositories/refresh-token.repository';
+import { takenError, type UserRecord } from '../db/repositories/user.repository';
 import type { PasswordHasher } from './passwords';
+import { generateRefreshToken, hashRefreshToken, sealSuccessor, unsealSuccessor } from './refresh-tokens';
 import type { KeyStore } from './signing-keys';
 
 export interface TokenSettings {
   issuer: string;
   audience: string;
   accessTokenTtlSeconds: number;
+  refreshTokenTtlSeconds: number;
+  /** 0: off. Else a rotated refresh token presented again this soon returns the same successor. */
+  refreshReuseIntervalSeconds: number;
 }
 
 export interface SignUpInput {
@@ -17,62 +26,242 @@ export interface SignUpInput {
   roles?: string[];
 }
 
-export interface SignInResult {
+/** What sign-in and refresh hand back: the user as the tokens describe them, and the tokens. */
+export interface Session {
   user: UserRecord;
   accessToken: string;
+  refreshToken: string;
   expiresIn: number;
 }
 
-function isRole(name: string): name is RoleName {
+export function isRole(name: string): name is RoleName {
   return ROLES.some((role) => role === name);
 }
 
-/** Sign-up and sign-in: the business rules, apart from HTTP. */
+const invalidCredentials = () => new UnauthorizedError('auth.invalid_credentials', 'Invalid username or password!');
+export const userDisabled = () => new ForbiddenError('auth.user_disabled', 'User is disabled.');
+
+// The refresh errors keep the texts of the tutorial family's refresh-token chapter, 403 included,
+// so its clients still send the user back to sign-in.
+const refreshErrors = {
+  unknown: () => new ForbiddenError('auth.refresh_token_unknown', 'Refresh token is not in database!'),
+  expired: () =>
+    new ForbiddenError('auth.refresh_token_expired', 'Refresh token was expired. Please make a new signin request'),
+  revoked: () =>
+    new ForbiddenError('auth.refresh_token_revoked', 'Refresh token was revoked. Please make a new signin request'),
+  reused: () =>
+    new ForbiddenError(
+      'auth.refresh_token_reused',
+      'Refresh token was already used; the session has been ended. Please make a new signin request',
+    ),
+};
+
+type RefreshOutcome =
+  | { kind: 'rotated'; user: UserRecord; refreshToken: string; familyId: string }
+  | { kind: 'refused'; error: () => ForbiddenError };
+
+/** Sign-up, sign-in, refresh and sign-out: the business rules, apart from HTTP. */
 export function createAuthService(deps: {
-  users: UserRepository;
+  knex: Knex;
   passwords: PasswordHasher;
   keys: KeyStore;
   tokens: TokenSettings;
   clock: () => Date;
 }) {
-  const { users, passwords, keys, tokens, clock } = deps;
+  const { knex, passwords, keys, tokens, clock } = deps;
+  const repos = createRepositories(knex);
+
+  function issueAccessToken(user: UserRecord, sessionId: string): string {
+    return signAccessToken(user, {
+      key: keys.current,
+      issuer: tokens.issuer,
+      audience: tokens.audience,
+      ttlSeconds: tokens.accessTokenTtlSeconds,
+      nowSeconds: Math.floor(clock().getTime() / 1000),
+      sessionId,
+    }).token;
+  }
+
+  /** Stores a new refresh token of `familyId`; returns the token and its row id. */
+  async function storeRefreshToken(
+    tx: Repositories,
+    userId: number,
+    familyId: string,
+    meta: RequestMeta,
+    now: Date,
+  ): Promise<{ token: string; id: string }> {
+    const token = generateRefreshToken();
+    const id = await tx.refreshTokens.insertRefreshToken({
+      tokenHash: hashRefreshToken(token),
+      familyId,
+      userId,
+      createdAt: now,
+      expiresAt: new Date(now.getTime() + tokens.refreshTokenTtlSeconds * 1000),
+      clientIp: meta.ip,
+      userAgent: meta.userAgent,
+    });
+    return { token, id };
+  }
+
+  /** True when `row`'s successor may be handed out again: within the reuse interval, still live. */
+  async function withinReuseInterval(tx: Repositories, row: RefreshTokenRow, now: Date): Promise<boolean> {
+    if (tokens.refreshReuseIntervalSeconds === 0 || !row.used_at || !row.replaced_by || !row.successor_sealed) return false;
+    if (now.getTime() - row.used_at.getTime() > tokens.refreshReuseIntervalSeconds * 1000) return false;
+    const successor = await tx.refreshTokens.findRefreshTokenById(row.replaced_by, { forUpdate: true });
+    return !!successor && !successor.used_at && !successor.revoked_at && successor.expires_at > now;
+  }
+
+  /**
+   * One refresh, inside one transaction holding the presented token's row lock. Refusals that
+   * must stick (reuse detection revokes the family) are returned, not thrown, so they commit.
+   */
+  async function rotate(presented: string, meta: RequestMeta): Promise<RefreshOutcome> {
+    return knex.transaction(async (trx) => {
+      const tx = createRepositories(trx);
+      const now = clock();
+      const row = await tx.refreshTokens.findRefreshTokenForUpdate(hashRefreshToken(presented));
+      if (!row) return { kind: 'refused', error: refreshErrors.unknown };
+      if (row.revoked_at) return { kind: 'refused', error: refreshErrors.revoked };
+
+      if (row.used_at) {
+        if (row.replaced_by && row.successor_sealed && (await withinReuseInterval(tx, row, now))) {
+          const user = await tx.users.findUserById(row.user_id);
+          if (!user || user.disabledAt) return { kind: 'refused', error: userDisabled };
+          const refreshToken = unsealSuccessor(presented, row.successor_sealed);
+          return { kind: 'rotated', user, refreshToken, familyId: row.family_id };
+        }
+        // A retired token came back: whoever holds the family now, one of the two is a thief.
+        await tx.refreshTokens.revokeFamily(row.family_id, 'reuse_detected', now);
+        await tx.events.recordEvent({
+          type: 'token.reuse_detected',
+          userId: row.user_id,
+          details: { family: row.family_id },
+          at: now,
+          ...meta,
+        });
+        return { kind: 'refused', error: refreshErrors.reused };
+      }
+
+      if (row.expires_at <= now) return { kind: 'refused', error: refreshErrors.expired };
+      const user = await tx.users.findUserById(row.user_id);
+      if (!user || user.disabledAt) return { kind: 'refused', error: userDisabled };
+
+      const successor = await storeRefreshToken(tx, user.id, row.family_id, meta, now);
+      await tx.refreshTokens.markRotated(row.id, {
+        usedAt: now,
+        replacedBy: successor.id,
+        successorSealed: tokens.refreshReuseIntervalSeconds > 0 ? sealSuccessor(presented, successor.token) : undefined,
+      });
+      await tx.events.recordEvent({ type: 'token.refresh', userId: user.id, details: { family: row.family_id }, at: now, ...meta });
+      return { kind: 'rotated', user, refreshToken: successor.token, familyId: row.family_id };
+    });
+  }
 
   return {
     /**
      * Registers a plain `user`. Requested roles must exist (the tutorial's 400 otherwise) but are
-     * never granted: self sign-up cannot make a moderator or an admin; only an operator can.
+     * never granted: self sign-up cannot make a moderator or an admin; only an admin can.
      */
-    async signUp(input: SignUpInput): Promise<UserRecord> {
+    async signUp(input: SignUpInput, meta: RequestMeta): Promise<UserRecord> {
       const unknownRole = input.roles?.find((role) => !isRole(role));
       if (unknownRole !== undefined) {
         // The tutorial reports a taken username or email before an unknown role.
-        const taken = await users.findTakenField(input.username, input.email);
+        const taken = await repos.users.findTakenField(input.username, input.email);
         if (taken) throw takenError(taken);
         throw new BadRequestError('user.unknown_role', `Failed! Role does not exist: ${unknownRole}`);
       }
       const passwordHash = await passwords.hash(input.password);
-      return users.insertUser({ username: input.username, email: input.email, passwordHash, roles: ['user'] });
+      const user = await repos.users.insertUser({ username: input.username, email: input.email, passwordHash, roles: ['user'] });
+      await repos.events.recordEvent({ type: 'user.signup', userId: user.id, at: clock(), ...meta });
+      return user;
     },
 
     /**
-     * Checks a username and password and issues an access token. Unknown user and wrong
-     * password fail alike: same status, same body, one bcrypt comparison each.
+     * Checks a username and password and starts a session: an access token and the first
+     * refresh token of a new family. Unknown user and wrong password fail alike: same status,
+     * same body, one bcrypt comparison each. A disabled user learns so only with the right password.
      */
-    async signIn(input: { username: string; password: string }): Promise<SignInResult> {
-      const user = await users.findUserByUsername(input.username);
+    async signIn(input: { username: string; password: string }, meta: RequestMeta): Promise<Session> {
+      const user = await repos.users.findUserByUsername(input.username);
       const valid = await passwords.verify(input.password, user?.passwordHash);
-      if (!user || !valid) {
-        throw new UnauthorizedError('auth.invalid_credentials', 'Invalid username or password!');
+      if (!user || !valid || user.disabledAt) {
+        await repos.events.recordEvent({
+          type: 'signin.failure',
+          userId: user?.id,
+          details: { username: input.username.slice(0, 64), reason: valid ? 'disabled' : 'invalid_credentials' },
+          at: clock(),
+          ...meta,
+        });
+        throw user && valid ? userDisabled() : invalidCredentials();
       }
-      const nowSeconds = Math.floor(clock().getTime() / 1000);
-      const { token } = signAccessToken(user, {
-        key: keys.current,
-        issuer: tokens.issuer,
-        audience: tokens.audience,
-        ttlSeconds: tokens.accessTokenTtlSeconds,
-        nowSeconds,
+      const familyId = randomUUID();
+      const refresh = await knex.transaction(async (trx) => {
+        const tx = createRepositories(trx);
+        const now = clock();
+        const stored = await storeRefreshToken(tx, user.id, familyId, meta, now);
+        await tx.events.recordEvent({ type: 'signin.success', userId: user.id, details: { family: familyId }, at: now, ...meta });
+        return stored;
       });
-      return { user, accessToken: token, expiresIn: tokens.accessTokenTtlSeconds };
+      return {
+        user,
+        accessToken: issueAccessToken(user, familyId),
+        refreshToken: refresh.token,
+        expiresIn: tokens.accessTokenTtlSeconds,
+      };
+    },
+
+    /**
+     * Rotates a refresh token: a new access token (with the user's roles as they are now) and
+     * a new refresh token; the presented one is retired. A retired token presented again ends
+     * its whole family, unless it comes back within the reuse interval while its successor is
+     * unused, which returns that same successor.
+     */
+    async refresh(presented: string, meta: RequestMeta): Promise<Session> {
+      const outcome = await rotate(presented, meta);
+      if (outcome.kind === 'refused') throw outcome.error();
+      return {
+        user: outcome.user,
+        accessToken: issueAccessToken(outcome.user, outcome.familyId),
+        refreshToken: outcome.refreshToken,
+        expiresIn: tokens.accessTokenTtlSeconds,
+      };
+    },
+
+    /**
+     * Ends one session: the family of the presented refresh token, or the session the access
+     * token was issued for. Signing out twice, or with an unknown token, is not an error.
+     */
+    async signOut(session: { refreshToken: string } | { userId: number; sessionId?: string }, meta: RequestMeta): Promise<void> {
+      let target: { userId: number; familyId: string } | undefined;
+      if ('refreshToken' in session) {
+        const row = await repos.refreshTokens.findRefreshTokenByHash(hashRefreshToken(session.refreshToken));
+        target = row && { userId: row.user_id, familyId: row.family_id };
+      } else if (session.sessionId) {
+        target = { userId: session.userId, familyId: session.sessionId };
+      }
+      if (!target) return;
+      const { userId, familyId } = target;
+      await knex.transaction(async (trx) => {
+        const tx = createRepositories(trx);
+        const now = clock();
+        const ended = await tx.refreshTokens.revokeFamily(familyId, 'signout', now);
+        if (ended > 0) await tx.events.recordEvent({ type: 'signout', userId, details: { family: familyId }, at: now, ...meta });
+      });
+    },
+
+    /**
+     * Ends every session of a user: all refresh tokens, and (through the revocation feed)
+     * every access token issued so far.
+     */
+    async signOutAll(userId: number, meta: RequestMeta): Promise<void> {
+      await knex.transaction(async (trx) => {
+        const tx = createRepositories(trx);
+        const now = clock();
+        await tx.users.findUserById(userId, { forUpdate: true });
+        const ended = await tx.refreshTokens.revokeUserTokens(userId, 'signout_all', now);
+        await tx.users.revokeAccessTokens(userId, now);
+        await tx.events.recordEvent({ type: 'signout.all', userId, details: { refreshTokens: ended }, at: now, ...meta });
+      });
     },
   };
 }

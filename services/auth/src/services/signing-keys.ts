@@ -1,22 +1,45 @@
-import { createHash, createPrivateKey, createPublicKey, generateKeyPair } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPair, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
 import type { Knex } from 'knex';
 import type { Logger } from '@gatehouse/common';
-import { toPublicJwk, type PublicJwk, type SigningKey } from '@gatehouse/tokens';
+import { toPublicJwk, type KeyResolver, type PublicJwk, type SigningKey } from '@gatehouse/tokens';
 
 const generateRsaKeyPair = promisify(generateKeyPair);
 
-export interface KeyStore {
+/** Serialises key creation across instances and the CLI. */
+const KEYS_LOCK = "SELECT pg_advisory_xact_lock(hashtext('gatehouse.signing_keys'))";
+
+/**
+ * How long a retired key stays in the JWKS: one access-token lifetime, plus the largest clock
+ * tolerance a verifier may use, so every token it signed expires before its key disappears.
+ */
+export function keyRetentionSeconds(accessTokenTtlSeconds: number): number {
+  return accessTokenTtlSeconds + 300;
+}
+
+export interface KeyStore extends KeyResolver {
   /** The key new tokens are signed with. */
-  current: SigningKey;
-  /** The JWKS document: every public key a valid token may name. */
-  jwks: { keys: PublicJwk[] };
+  readonly current: SigningKey;
+  /** The JWKS document: the active key and the retired ones still within their retention. */
+  publicJwks(): Promise<{ keys: PublicJwk[] }>;
+  /** Rereads the keys, so a rotation made by another instance or the CLI takes effect here. */
+  reload(): Promise<void>;
+  /** Rereads every `intervalMs` until the returned function is called. */
+  startReloading(intervalMs: number): () => void;
 }
 
 interface SigningKeyRow {
   kid: string;
   private_key_pem: string;
   public_jwk: PublicJwk | string;
+  created_at: Date;
+  retired_at: Date | null;
+}
+
+export interface KeyStoreOptions {
+  logger: Logger;
+  clock: () => Date;
+  accessTokenTtlSeconds: number;
 }
 
 /** RFC 7638 thumbprint of an RSA public JWK: a stable `kid` derived from the key itself. */
@@ -26,42 +49,138 @@ function thumbprint(jwk: { e: string; n: string }): string {
     .digest('base64url');
 }
 
-/**
- * Loads the signing keys from `signing_keys`, creating the first key pair when there is none.
- *
- * @remarks Keys live in the database so that every auth instance signs with the same key. The
- * first start takes a transaction-scoped advisory lock, so two instances starting together
- * create one key, not two.
- */
-export async function loadSigningKeys(knex: Knex, logger: Logger): Promise<KeyStore> {
-  const rows = await knex.transaction(async (trx) => {
-    await trx.raw("SELECT pg_advisory_xact_lock(hashtext('gatehouse.signing_keys'))");
-    const existing: SigningKeyRow[] = await trx('signing_keys')
-      .whereNull('retired_at')
-      .orderBy('created_at', 'desc')
-      .orderBy('kid')
-      .select('kid', 'private_key_pem', 'public_jwk');
-    if (existing.length > 0) return existing;
+function publicJwkOf(row: SigningKeyRow): PublicJwk {
+  return typeof row.public_jwk === 'string' ? JSON.parse(row.public_jwk) : row.public_jwk;
+}
 
-    const { privateKey } = await generateRsaKeyPair('rsa', { modulusLength: 2048 });
-    const provisional = toPublicJwk('pending', createPublicKey(privateKey));
-    const kid = thumbprint(provisional);
-    const created: SigningKeyRow = {
-      kid,
-      private_key_pem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
-      public_jwk: { ...provisional, kid },
-    };
-    await trx('signing_keys').insert({ ...created, public_jwk: JSON.stringify(created.public_jwk) });
-    logger.info({ kid }, 'created the first signing key');
-    return [created];
+async function insertNewKey(trx: Knex, now: Date): Promise<string> {
+  const { privateKey } = await generateRsaKeyPair('rsa', { modulusLength: 2048 });
+  const provisional = toPublicJwk('pending', createPublicKey(privateKey));
+  const kid = thumbprint(provisional);
+  await trx('signing_keys').insert({
+    kid,
+    private_key_pem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    public_jwk: JSON.stringify({ ...provisional, kid }),
+    created_at: now,
   });
+  return kid;
+}
 
-  const [newest] = rows;
-  if (!newest) throw new Error('no signing key after creating one');
-  const publicJwk = (row: SigningKeyRow): PublicJwk =>
-    typeof row.public_jwk === 'string' ? JSON.parse(row.public_jwk) : row.public_jwk;
+/** Keys a verifier may still meet: the active ones and those retired within the retention. */
+function publishedKeys(knex: Knex, now: Date, accessTokenTtlSeconds: number) {
+  const cutoff = new Date(now.getTime() - keyRetentionSeconds(accessTokenTtlSeconds) * 1000);
+  return knex<SigningKeyRow>('signing_keys')
+    .whereNull('retired_at')
+    .orWhere('retired_at', '>', cutoff)
+    .orderBy('created_at', 'desc')
+    .orderBy('kid')
+    .select('kid', 'private_key_pem', 'public_jwk', 'created_at', 'retired_at');
+}
+
+/**
+ * Creates the first signing key when there is none. Keys live in the database so that every
+ * auth instance signs with the same key; the advisory lock makes two instances starting
+ * together create one key, not two.
+ */
+export async function ensureSigningKey(knex: Knex, options: { logger: Logger; clock: () => Date }): Promise<void> {
+  await knex.transaction(async (trx) => {
+    await trx.raw(KEYS_LOCK);
+    const active = await trx('signing_keys').whereNull('retired_at').first('kid');
+    if (active) return;
+    const kid = await insertNewKey(trx, options.clock());
+    options.logger.info({ kid }, 'created the first signing key');
+  });
+}
+
+export interface Rotation {
+  kid: string;
+  /** Keys that stopped signing now; still published for the retention. */
+  retired: string[];
+  /** Keys deleted: retired longer than the retention ago, or all old ones with `removeOld`. */
+  removed: string[];
+}
+
+/**
+ * Rotates the signing key: a new key signs from now on, the previous ones are retired (kept in
+ * the JWKS for `keyRetentionSeconds`), and keys retired longer ago are deleted.
+ *
+ * @remarks `removeOld` deletes every previous key at once, for a key that has leaked: tokens
+ * it signed stop verifying as soon as verifiers refresh their JWKS.
+ */
+export async function rotateSigningKey(
+  knex: Knex,
+  options: { clock: () => Date; accessTokenTtlSeconds: number; removeOld?: boolean },
+): Promise<Rotation> {
+  return knex.transaction(async (trx) => {
+    await trx.raw(KEYS_LOCK);
+    const now = options.clock();
+    const cutoff = new Date(now.getTime() - keyRetentionSeconds(options.accessTokenTtlSeconds) * 1000);
+    const kid = await insertNewKey(trx, now);
+    const retiredRows: { kid: string }[] = await trx('signing_keys')
+      .whereNull('retired_at')
+      .whereNot({ kid })
+      .update({ retired_at: now })
+      .returning('kid');
+    const removedRows: { kid: string }[] = await trx('signing_keys')
+      .whereNot({ kid })
+      .where((where) => (options.removeOld ? where.whereNotNull('retired_at') : where.where('retired_at', '<=', cutoff)))
+      .delete()
+      .returning('kid');
+    const removed = removedRows.map((row) => row.kid);
+    return { kid, retired: retiredRows.map((row) => row.kid).filter((retired) => !removed.includes(retired)), removed };
+  });
+}
+
+/**
+ * The signing keys as one instance sees them: the active private key for signing, and the
+ * published public keys for verifying its own tokens. Call `ensureSigningKey` first.
+ */
+export async function createKeyStore(knex: Knex, options: KeyStoreOptions): Promise<KeyStore> {
+  const privateKeys = new Map<string, KeyObject>();
+  let current: SigningKey | undefined;
+  let publicKeys = new Map<string, KeyObject>();
+  let lastReload = 0;
+
+  async function reload(): Promise<void> {
+    lastReload = Date.now();
+    const rows = await publishedKeys(knex, options.clock(), options.accessTokenTtlSeconds);
+    const active = rows.find((row) => row.retired_at === null);
+    if (!active) throw new Error('no active signing key: run the auth service once, or `cli rotate-keys`');
+    if (current?.kid !== active.kid) {
+      const privateKey = privateKeys.get(active.kid) ?? createPrivateKey(active.private_key_pem);
+      privateKeys.clear();
+      privateKeys.set(active.kid, privateKey);
+      if (current) options.logger.info({ kid: active.kid, previous: current.kid }, 'signing with a new key');
+      current = { kid: active.kid, privateKey };
+    }
+    publicKeys = new Map(rows.map((row) => [row.kid, createPublicKey({ key: { ...publicJwkOf(row) }, format: 'jwk' })]));
+  }
+
+  await reload();
   return {
-    current: { kid: newest.kid, privateKey: createPrivateKey(newest.private_key_pem) },
-    jwks: { keys: rows.map(publicJwk) },
+    get current(): SigningKey {
+      if (!current) throw new Error('signing keys not loaded');
+      return current;
+    },
+    async publicJwks() {
+      const rows = await publishedKeys(knex, options.clock(), options.accessTokenTtlSeconds);
+      return { keys: rows.map(publicJwkOf) };
+    },
+    async getKey(kid) {
+      const known = publicKeys.get(kid);
+      if (known) return known;
+      // A kid from a rotation this instance has not reread yet; at most one reread a second.
+      if (Date.now() - lastReload < 1_000) return undefined;
+      await reload().catch((err: unknown) => options.logger.warn({ err }, 'could not reread the signing keys'));
+      return publicKeys.get(kid);
+    },
+    reload,
+    startReloading(intervalMs) {
+      const timer = setInterval(() => {
+        reload().catch((err: unknown) => options.logger.warn({ err }, 'could not reread the signing keys'));
+      }, intervalMs);
+      timer.unref();
+      return () => clearInterval(timer);
+    },
   };
 }

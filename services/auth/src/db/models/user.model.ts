@@ -10,6 +10,9 @@ export class UserModel extends Model {
   declare passwordHash: string;
   declare createdAt: Date;
   declare updatedAt: Date;
+  declare disabledAt: Date | null;
+  declare tokenVersion: number;
+  declare tokensRevokedAt: Date | null;
   declare roles?: RoleModel[];
 
   // Columns are snake_case in the database, camelCase here.

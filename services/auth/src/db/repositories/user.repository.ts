@@ -10,6 +10,10 @@ export interface UserRecord {
   email: string;
   passwordHash: string;
   roles: RoleName[];
+  /** Stamped into access tokens as `ver`; tokens with a lower one are revoked. */
+  tokenVersion: number;
+  disabledAt: Date | null;
+  createdAt: Date;
 }
 
 export interface NewUser {
@@ -49,12 +53,30 @@ function toRecord(user: UserModel): UserRecord {
     email: user.email,
     passwordHash: user.passwordHash,
     roles: sortRoles((user.roles ?? []).map((role) => role.name)),
+    tokenVersion: user.tokenVersion,
+    disabledAt: user.disabledAt,
+    createdAt: user.createdAt,
   };
 }
 
-/** Users and their roles, over one Knex handle. */
+/** `%`, `_` and `\` match literally in a LIKE pattern built from user input. */
+function escapeLike(text: string): string {
+  return text.replace(/[\\%_]/g, (char) => `\\${char}`);
+}
+
+export interface UserListQuery {
+  /** Substring of the username or email, case-insensitive. */
+  search?: string;
+  limit: number;
+  offset: number;
+}
+
+/**
+ * Users and their roles, over one Knex handle: the pool, or a transaction when a service
+ * needs several changes to commit together.
+ */
 export function createUserRepository(knex: Knex) {
-  async function replaceRoles(trx: Knex.Transaction, userId: number, roles: readonly RoleName[]): Promise<void> {
+  async function replaceRoles(trx: Knex, userId: number, roles: readonly RoleName[]): Promise<void> {
     await trx('user_roles').where({ user_id: userId }).delete();
     if (roles.length === 0) return;
     const roleRows: { id: number }[] = await trx('roles').whereIn('name', [...roles]).select('id');
@@ -69,11 +91,9 @@ export function createUserRepository(knex: Knex) {
     async insertUser(input: NewUser): Promise<UserRecord> {
       try {
         return await knex.transaction(async (trx) => {
-          const user = await UserModel.query(trx).insert({
-            username: input.username,
-            email: input.email,
-            passwordHash: input.passwordHash,
-          });
+          const user = await UserModel.query(trx)
+            .insert({ username: input.username, email: input.email, passwordHash: input.passwordHash })
+            .returning('*');
           await replaceRoles(trx, user.id, input.roles);
           return { ...toRecord(user), roles: sortRoles(input.roles) };
         });
@@ -92,6 +112,38 @@ export function createUserRepository(knex: Knex) {
       return user && toRecord(user);
     },
 
+    /**
+     * The user with this id, with roles; or undefined. `forUpdate` locks the row until the
+     * transaction ends, so changes to one user apply one after the other.
+     */
+    async findUserById(id: number, options: { forUpdate?: boolean } = {}): Promise<UserRecord | undefined> {
+      const query = UserModel.query(knex).findById(id);
+      if (options.forUpdate) query.forUpdate();
+      const user = await query;
+      if (!user) return undefined;
+      user.roles = await user.$relatedQuery('roles', knex);
+      return toRecord(user);
+    },
+
+    /** A page of users by id, optionally filtered, with the total that match. */
+    async listUsers(query: UserListQuery): Promise<{ users: UserRecord[]; total: number }> {
+      const filtered = () => {
+        const builder = UserModel.query(knex);
+        if (query.search) {
+          const pattern = `%${escapeLike(query.search.toLowerCase())}%`;
+          builder.where((where) =>
+            where.whereRaw('lower(username) like ?', [pattern]).orWhereRaw('lower(email) like ?', [pattern]),
+          );
+        }
+        return builder;
+      };
+      const [users, total] = await Promise.all([
+        filtered().withGraphFetched('roles').orderBy('id').limit(query.limit).offset(query.offset),
+        filtered().resultSize(),
+      ]);
+      return { users: users.map(toRecord), total };
+    },
+
     /** Which of username and email (compared case-insensitively) is taken, username first. */
     async findTakenField(username: string, email: string): Promise<TakenField | undefined> {
       const rows: { username: string; email: string }[] = await knex('users')
@@ -102,16 +154,50 @@ export function createUserRepository(knex: Knex) {
       return rows.length > 0 ? 'email' : undefined;
     },
 
-    /** Replaces a user's roles with exactly `roles`; returns false when there is no such user. */
-    async setUserRoles(userId: number, roles: readonly RoleName[]): Promise<boolean> {
-      return knex.transaction(async (trx) => {
-        // Lock the user row so concurrent role updates of one user apply one after the other.
-        const user = await UserModel.query(trx).findById(userId).forUpdate();
-        if (!user) return false;
-        await replaceRoles(trx, userId, roles);
-        await UserModel.query(trx).findById(userId).patch({ updatedAt: new Date() });
-        return true;
-      });
+    /** Replaces a user's roles with exactly `roles`. Call inside a transaction that locked the user. */
+    async replaceUserRoles(userId: number, roles: readonly RoleName[]): Promise<void> {
+      await replaceRoles(knex, userId, roles);
+      await UserModel.query(knex).findById(userId).patch({ updatedAt: new Date() });
+    },
+
+    /** Sets or clears `disabled_at`. */
+    async setDisabledAt(userId: number, disabledAt: Date | null): Promise<void> {
+      await UserModel.query(knex).findById(userId).patch({ disabledAt, updatedAt: new Date() });
+    },
+
+    /**
+     * Revokes every access token issued to the user so far: bumps the token version the
+     * tokens carry and records when, for the revocation feed. Returns the new version.
+     */
+    async revokeAccessTokens(userId: number, at: Date): Promise<number> {
+      const [row]: { token_version: number }[] = await knex('users')
+        .where({ id: userId })
+        .update({ token_version: knex.raw('token_version + 1'), tokens_revoked_at: at })
+        .returning('token_version');
+      if (!row) throw new Error(`no user ${userId}`);
+      return row.token_version;
+    },
+
+    /** Ids of the users that hold the admin role and are not disabled. */
+    async findActiveAdminIds(): Promise<number[]> {
+      const rows: { id: number }[] = await knex('users')
+        .join('user_roles', 'user_roles.user_id', 'users.id')
+        .join('roles', 'roles.id', 'user_roles.role_id')
+        .where('roles.name', 'admin')
+        .whereNull('users.disabled_at')
+        .select('users.id');
+      return rows.map((row) => row.id);
+    },
+
+    /**
+     * Users whose tokens were revoked after `since`, with the lowest token version still valid:
+     * the revocation feed.
+     */
+    async findRevocationsSince(since: Date): Promise<{ sub: string; ver: number }[]> {
+      const rows: { id: number; token_version: number }[] = await knex('users')
+        .where('tokens_revoked_at', '>', since)
+        .select('id', 'token_version');
+      return rows.map((row) => ({ sub: String(row.id), ver: row.token_version }));
     },
   };
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { REFRESH_TOKEN_PATTERN } from '../../services/refresh-tokens';
 
 /** bcrypt reads at most 72 bytes; a longer password would be silently truncated, so refuse it. */
 const BCRYPT_MAX_BYTES = 72;
@@ -36,3 +37,13 @@ export const signInBody = z.strictObject({
   password: withinBcryptLimit(z.string().min(1, 'is required')),
 });
 export type SignInBody = z.infer<typeof signInBody>;
+
+const refreshToken = z
+  .string({ error: 'is required' })
+  .max(256)
+  .regex(REFRESH_TOKEN_PATTERN, 'must be a refresh token as issued by sign-in');
+
+export const refreshBody = z.strictObject({ refreshToken });
+
+/** Sign-out names the session by its refresh token, or else by the access token's session. */
+export const signOutBody = z.strictObject({ refreshToken: refreshToken.optional() });

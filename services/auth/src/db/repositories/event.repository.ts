@@ -1,0 +1,106 @@
+import type { Knex } from 'knex';
+
+/** What the audit log records. A closed list, so the admin API can filter by it. */
+export const EVENT_TYPES = [
+  'user.signup',
+  'user.roles_changed',
+  'user.disabled',
+  'user.enabled',
+  'admin.created',
+  'signin.success',
+  'signin.failure',
+  'token.refresh',
+  'token.reuse_detected',
+  'signout',
+  'signout.all',
+  'key.rotated',
+] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+/** Who did it from where. Never a password or a token. */
+export interface RequestMeta {
+  ip?: string;
+  userAgent?: string;
+}
+
+export interface NewEvent extends RequestMeta {
+  type: EventType;
+  /** The user the event is about. */
+  userId?: number;
+  /** The admin who did it, when not the user themself. */
+  actorId?: number;
+  details?: Record<string, unknown>;
+  at: Date;
+}
+
+export interface AuthEvent {
+  id: number;
+  type: EventType;
+  userId: number | null;
+  actorId: number | null;
+  ip: string | null;
+  userAgent: string | null;
+  details: Record<string, unknown> | null;
+  createdAt: Date;
+}
+
+export interface EventQuery {
+  userId?: number;
+  type?: EventType;
+  /** Only events with an id below this one: the cursor of the next page. */
+  before?: number;
+  limit: number;
+}
+
+interface EventRow {
+  id: string | number;
+  type: EventType;
+  user_id: number | null;
+  actor_id: number | null;
+  ip: string | null;
+  user_agent: string | null;
+  details: Record<string, unknown> | string | null;
+  created_at: Date;
+}
+
+function toEvent(row: EventRow): AuthEvent {
+  return {
+    id: Number(row.id),
+    type: row.type,
+    userId: row.user_id,
+    actorId: row.actor_id,
+    ip: row.ip,
+    userAgent: row.user_agent,
+    details: typeof row.details === 'string' ? JSON.parse(row.details) : row.details,
+    createdAt: row.created_at,
+  };
+}
+
+/** The audit log (`auth_events`), over one Knex handle. */
+export function createEventRepository(knex: Knex) {
+  return {
+    async recordEvent(event: NewEvent): Promise<void> {
+      await knex('auth_events').insert({
+        type: event.type,
+        user_id: event.userId ?? null,
+        actor_id: event.actorId ?? null,
+        ip: event.ip ?? null,
+        user_agent: event.userAgent ?? null,
+        details: event.details === undefined ? null : JSON.stringify(event.details),
+        created_at: event.at,
+      });
+    },
+
+    /** Newest first, one page. */
+    async listEvents(query: EventQuery): Promise<AuthEvent[]> {
+      const builder = knex<EventRow>('auth_events').orderBy('id', 'desc').limit(query.limit);
+      if (query.userId !== undefined) builder.where('user_id', query.userId);
+      if (query.type !== undefined) builder.where('type', query.type);
+      if (query.before !== undefined) builder.where('id', '<', query.before);
+      const rows: EventRow[] = await builder.select('*');
+      return rows.map(toEvent);
+    },
+  };
+}
+
+export type EventRepository = ReturnType<typeof createEventRepository>;
