@@ -261,7 +261,8 @@ describe('routing', () => {
     expect(await res.json()).toEqual({ message: 'Welcome to the Node.js JWT Authentication application.' });
   });
 
-  const unknownPaths = ['/nope', '/api/authx', '/api', '/api/tests/all'];
+  // `/internal/revocations` is for the services behind the gateway, never routed to clients.
+  const unknownPaths = ['/nope', '/api/authx', '/api', '/api/tests/all', '/internal/revocations'];
   it.each(unknownPaths)('[GET %s] answers the JSON 404 without asking a service', async (path) => {
     const before = auth.requests + content.requests;
     const res = await fetch(`${gateway}${path}`);
