@@ -20,11 +20,14 @@ const USAGE = `Gatehouse auth CLI (uses DATABASE_URL, else the embedded database
       Gives the user exactly these roles (${ROLES.join(', ')}). The user's access tokens
       issued before stop being accepted within seconds; refreshed ones carry the new roles.
 
-  rotate-keys [--remove-old]
-      Creates a new signing key; new tokens use it within SIGNING_KEY_RELOAD_MS. The old
-      public key stays in the JWKS for one access-token lifetime plus 5 minutes, then goes.
-      --remove-old drops the old keys at once (for a leaked key): tokens they signed stop
-      verifying as soon as verifiers refresh their key cache.
+  rotate-keys [--activate-after SECONDS] [--remove-old]
+      Creates a new signing key and publishes it at once; it signs new tokens from
+      --activate-after seconds on (default 15, longer than the content service's 10 s JWKS
+      refetch limit, so no verifier meets it unprepared), picked up by each auth instance
+      within SIGNING_KEY_RELOAD_MS. The old public key stays in the JWKS for one access-token
+      lifetime plus 5 minutes after that, then goes.
+      --remove-old is for a leaked key: the new key signs at once and the old keys are deleted;
+      tokens they signed stop verifying as soon as verifiers refresh their key cache.
 
   migrate
       Brings the database schema up to date (the auth service also does this at start).
@@ -53,6 +56,7 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: (line:
       password: { type: 'string' },
       roles: { type: 'string' },
       'remove-old': { type: 'boolean' },
+      'activate-after': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -95,13 +99,18 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: (line:
         return 0;
       }
       case 'rotate-keys': {
+        const activateAfterSeconds = Number(values['activate-after'] ?? 15);
+        if (!Number.isInteger(activateAfterSeconds) || activateAfterSeconds < 0 || activateAfterSeconds > 86_400) {
+          throw new UsageError('--activate-after takes whole seconds, 0 … 86400');
+        }
         const rotation = await rotateSigningKey(db.knex, {
           clock,
           accessTokenTtlSeconds: config.accessTokenTtlSeconds,
+          activateAfterSeconds,
           removeOld: values['remove-old'],
         });
         await events.recordEvent({ type: 'key.rotated', details: { ...rotation }, at: clock() });
-        out(`New signing key ${rotation.kid}.`);
+        out(`New signing key ${rotation.kid}, signing from ${rotation.activatesAt.toISOString()}.`);
         if (rotation.retired.length > 0) {
           out(`Retired (published for ${keyRetentionSeconds(config.accessTokenTtlSeconds)} s more): ${rotation.retired.join(', ')}.`);
         }

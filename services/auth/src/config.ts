@@ -19,7 +19,9 @@ const schema = z
     BCRYPT_COST: z.coerce.number().int().min(4).max(15).default(10),
     REFRESH_TOKEN_TTL: z.coerce.number().int().min(60).max(365 * 24 * 3600).default(7 * 24 * 3600),
     REFRESH_REUSE_INTERVAL: z.coerce.number().int().min(0).max(60).default(0),
-    SIGNING_KEY_RELOAD_MS: z.coerce.number().int().min(100).max(3_600_000).default(5_000),
+    // At most a minute: a rotated-out key stays published only 300 s past the token lifetime,
+    // and an instance must stop signing with it well before.
+    SIGNING_KEY_RELOAD_MS: z.coerce.number().int().min(100).max(60_000).default(5_000),
     TRUST_PROXY: z.stringbool().default(true),
     ADMIN_USERNAME: z.string().optional(),
     ADMIN_EMAIL: z.string().optional(),

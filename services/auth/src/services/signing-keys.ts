@@ -33,6 +33,9 @@ interface SigningKeyRow {
   private_key_pem: string;
   public_jwk: PublicJwk | string;
   created_at: Date;
+  /** From then on the key signs; published before, so verifiers can fetch it in advance. */
+  activates_at: Date;
+  /** From then on the key no longer signs; published for the retention after. */
   retired_at: Date | null;
 }
 
@@ -53,7 +56,7 @@ function publicJwkOf(row: SigningKeyRow): PublicJwk {
   return typeof row.public_jwk === 'string' ? JSON.parse(row.public_jwk) : row.public_jwk;
 }
 
-async function insertNewKey(trx: Knex, now: Date): Promise<string> {
+async function insertNewKey(trx: Knex, now: Date, activatesAt: Date): Promise<string> {
   const { privateKey } = await generateRsaKeyPair('rsa', { modulusLength: 2048 });
   const provisional = toPublicJwk('pending', createPublicKey(privateKey));
   const kid = thumbprint(provisional);
@@ -62,19 +65,29 @@ async function insertNewKey(trx: Knex, now: Date): Promise<string> {
     private_key_pem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
     public_jwk: JSON.stringify({ ...provisional, kid }),
     created_at: now,
+    activates_at: activatesAt,
   });
   return kid;
 }
 
-/** Keys a verifier may still meet: the active ones and those retired within the retention. */
+/**
+ * Keys a verifier may meet: the signing one, one about to sign, and those retired within the
+ * retention. Newest activation first.
+ */
 function publishedKeys(knex: Knex, now: Date, accessTokenTtlSeconds: number) {
   const cutoff = new Date(now.getTime() - keyRetentionSeconds(accessTokenTtlSeconds) * 1000);
   return knex<SigningKeyRow>('signing_keys')
     .whereNull('retired_at')
     .orWhere('retired_at', '>', cutoff)
+    .orderBy('activates_at', 'desc')
     .orderBy('created_at', 'desc')
     .orderBy('kid')
-    .select('kid', 'private_key_pem', 'public_jwk', 'created_at', 'retired_at');
+    .select('kid', 'private_key_pem', 'public_jwk', 'created_at', 'activates_at', 'retired_at');
+}
+
+/** The key that signs at `now`: activated, not yet retired, the most recently activated. */
+function signingKeyAt(rows: SigningKeyRow[], now: Date): SigningKeyRow | undefined {
+  return rows.find((row) => row.activates_at <= now && (row.retired_at === null || row.retired_at > now));
 }
 
 /**
@@ -87,13 +100,16 @@ export async function ensureSigningKey(knex: Knex, options: { logger: Logger; cl
     await trx.raw(KEYS_LOCK);
     const active = await trx('signing_keys').whereNull('retired_at').first('kid');
     if (active) return;
-    const kid = await insertNewKey(trx, options.clock());
+    const now = options.clock();
+    const kid = await insertNewKey(trx, now, now);
     options.logger.info({ kid }, 'created the first signing key');
   });
 }
 
 export interface Rotation {
   kid: string;
+  /** When the new key starts signing; until then it is only published. */
+  activatesAt: Date;
   /** Keys that stopped signing now; still published for the retention. */
   retired: string[];
   /** Keys deleted: retired longer than the retention ago, or all old ones with `removeOld`. */
@@ -101,25 +117,31 @@ export interface Rotation {
 }
 
 /**
- * Rotates the signing key: a new key signs from now on, the previous ones are retired (kept in
- * the JWKS for `keyRetentionSeconds`), and keys retired longer ago are deleted.
+ * Rotates the signing key. The new key is published at once and signs from `activateAfterSeconds`
+ * on; the previous keys stop signing then and stay published for `keyRetentionSeconds` after.
+ * Keys retired longer ago are deleted.
  *
- * @remarks `removeOld` deletes every previous key at once, for a key that has leaked: tokens
- * it signed stop verifying as soon as verifiers refresh their JWKS.
+ * @remarks The delay lets verifiers that cache the JWKS meet the new key before any token uses
+ * it: content refetches on an unknown kid at most every `JWKS_MIN_REFETCH_MS` (10 s), so a
+ * delay longer than that means the first token of the new key is never refused.
+ * `removeOld` is for a key that has leaked: the new key signs at once and every previous key
+ * is deleted, so tokens they signed stop verifying as soon as verifiers refresh their JWKS.
  */
 export async function rotateSigningKey(
   knex: Knex,
-  options: { clock: () => Date; accessTokenTtlSeconds: number; removeOld?: boolean },
+  options: { clock: () => Date; accessTokenTtlSeconds: number; activateAfterSeconds?: number; removeOld?: boolean },
 ): Promise<Rotation> {
   return knex.transaction(async (trx) => {
     await trx.raw(KEYS_LOCK);
     const now = options.clock();
+    const delaySeconds = options.removeOld ? 0 : (options.activateAfterSeconds ?? 0);
+    const activatesAt = new Date(now.getTime() + delaySeconds * 1000);
     const cutoff = new Date(now.getTime() - keyRetentionSeconds(options.accessTokenTtlSeconds) * 1000);
-    const kid = await insertNewKey(trx, now);
+    const kid = await insertNewKey(trx, now, activatesAt);
     const retiredRows: { kid: string }[] = await trx('signing_keys')
-      .whereNull('retired_at')
       .whereNot({ kid })
-      .update({ retired_at: now })
+      .where((where) => where.whereNull('retired_at').orWhere('retired_at', '>', activatesAt))
+      .update({ retired_at: activatesAt })
       .returning('kid');
     const removedRows: { kid: string }[] = await trx('signing_keys')
       .whereNot({ kid })
@@ -127,7 +149,7 @@ export async function rotateSigningKey(
       .delete()
       .returning('kid');
     const removed = removedRows.map((row) => row.kid);
-    return { kid, retired: retiredRows.map((row) => row.kid).filter((retired) => !removed.includes(retired)), removed };
+    return { kid, activatesAt, retired: retiredRows.map((row) => row.kid).filter((retired) => !removed.includes(retired)), removed };
   });
 }
 
@@ -143,8 +165,9 @@ export async function createKeyStore(knex: Knex, options: KeyStoreOptions): Prom
 
   async function reload(): Promise<void> {
     lastReload = Date.now();
-    const rows = await publishedKeys(knex, options.clock(), options.accessTokenTtlSeconds);
-    const active = rows.find((row) => row.retired_at === null);
+    const now = options.clock();
+    const rows = await publishedKeys(knex, now, options.accessTokenTtlSeconds);
+    const active = signingKeyAt(rows, now);
     if (!active) throw new Error('no active signing key: run the auth service once, or `cli rotate-keys`');
     if (current?.kid !== active.kid) {
       const privateKey = privateKeys.get(active.kid) ?? createPrivateKey(active.private_key_pem);

@@ -10,7 +10,17 @@ import type { Knex } from 'knex';
 // - refresh_tokens: one row per issued refresh token, hash only, grouped in families (one
 //   family per sign-in); `used_at` + `replaced_by` record rotation, `revoked_at` ends the family.
 // - auth_events: the audit log; never a password or token.
+// - signing_keys.activates_at: a rotated key is published before it signs, so verifiers that
+//   refetch the JWKS on an unknown kid already find it.
 export async function up(knex: Knex): Promise<void> {
+  await knex.schema.alterTable('signing_keys', (table) => {
+    table.timestamp('activates_at', { useTz: true });
+  });
+  await knex('signing_keys').update({ activates_at: knex.ref('created_at') });
+  await knex.schema.alterTable('signing_keys', (table) => {
+    table.dropNullable('activates_at');
+  });
+
   await knex.schema.alterTable('users', (table) => {
     table.timestamp('disabled_at', { useTz: true });
     table.integer('token_version').notNullable().defaultTo(0);
@@ -55,6 +65,9 @@ export async function up(knex: Knex): Promise<void> {
 export async function down(knex: Knex): Promise<void> {
   await knex.schema.dropTable('auth_events');
   await knex.schema.dropTable('refresh_tokens');
+  await knex.schema.alterTable('signing_keys', (table) => {
+    table.dropColumn('activates_at');
+  });
   await knex.raw('DROP INDEX users_tokens_revoked_at');
   await knex.schema.alterTable('users', (table) => {
     table.dropColumn('tokens_revoked_at');
