@@ -1,7 +1,7 @@
 import type Router from '@koa/router';
 import type { Middleware } from 'koa';
 import { BadRequestError } from '@gatehouse/common';
-import { authenticatedUser, requireRole, type RoleName } from '@gatehouse/tokens';
+import { ROLES, authenticatedUser, requireRole, type RoleName } from '@gatehouse/tokens';
 import type { AuthEvent } from '../../db/repositories/event.repository';
 import type { UserRecord } from '../../db/repositories/user.repository';
 import type { AdminService } from '../../services/admin.service';
@@ -28,7 +28,7 @@ export function presentEvent(event: AuthEvent) {
 function parseRoles(names: string[]): RoleName[] {
   const unknown = names.find((name) => !isRole(name));
   if (unknown !== undefined) throw new BadRequestError('user.unknown_role', `Failed! Role does not exist: ${unknown}`);
-  return [...new Set(names.filter(isRole))];
+  return ROLES.filter((role) => names.includes(role));
 }
 
 /** The admin API: users and the audit log. Admins only; others get 403 `Require Admin Role!`. */

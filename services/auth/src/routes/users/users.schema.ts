@@ -1,14 +1,24 @@
 import { z } from 'zod';
 import { EVENT_TYPES } from '../../db/repositories/event.repository';
 
-/** A user id in a path or query: a positive PostgreSQL integer. */
-const userId = z.coerce.number().int().positive().max(2_147_483_647);
+/** A user id in a path or query: decimal digits only, a positive PostgreSQL integer. */
+const userId = z
+  .string()
+  .regex(/^[1-9][0-9]{0,9}$/, 'must be a user id')
+  .transform(Number)
+  .pipe(z.number().max(2_147_483_647, 'must be a user id'));
 
 export const userParams = z.object({ id: userId });
 
 export const listUsersQuery = z.strictObject({
   /** Part of a username or email. */
-  q: z.string().trim().max(254).optional(),
+  q: z
+    .string()
+    .trim()
+    .max(254)
+    // PostgreSQL text cannot hold NUL.
+    .refine((value) => !value.includes('\0'), 'must not contain NUL characters')
+    .optional(),
   limit: z.coerce.number().int().min(1).max(100).default(20),
   offset: z.coerce.number().int().min(0).max(1_000_000).default(0),
 });
@@ -22,6 +32,6 @@ export const listEventsQuery = z.strictObject({
   userId: userId.optional(),
   type: z.enum(EVENT_TYPES).optional(),
   /** The `nextBefore` of the previous page. */
-  before: z.coerce.number().int().positive().optional(),
+  before: z.string().regex(/^[1-9][0-9]{0,17}$/, 'must be an event id').transform(Number).optional(),
   limit: z.coerce.number().int().min(1).max(200).default(50),
 });
