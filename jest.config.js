@@ -18,13 +18,13 @@ module.exports = {
     project('common', 'packages/common'),
     project('tokens', 'packages/tokens'),
     project('auth', 'services/auth'),
-    // With a PostgreSQL server for the tests, the auth integration suite runs once more on the
+    // With a PostgreSQL server for the tests, the auth and session suites run once more on the
     // embedded database, so the PGlite path (what `npm start` uses by default) stays tested.
     // Without one, the `auth` project already runs on PGlite.
     ...(process.env.TEST_DATABASE_URL
       ? [
           project('auth-pglite', 'services/auth', {
-            testMatch: ['<rootDir>/test/auth.int.test.ts'],
+            testMatch: ['<rootDir>/test/auth.int.test.ts', '<rootDir>/test/sessions.int.test.ts'],
             setupFiles: [`${__dirname}/packages/testing/src/use-pglite.ts`],
           }),
         ]

@@ -112,14 +112,23 @@ export function createAuthService(deps: {
   }
 
   /**
-   * One refresh, inside one transaction holding the presented token's row lock. Refusals that
-   * must stick (reuse detection revokes the family) are returned, not thrown, so they commit.
+   * One refresh, inside one transaction holding the user's lock, then the presented token's.
+   * Refusals that must stick (reuse detection revokes the family) are returned, not thrown, so
+   * they commit.
+   *
+   * @remarks Locking the user first serialises the refresh with a concurrent sign-out, reuse
+   * detection or disabling of the same user; with only the token's lock, those could revoke
+   * the family without seeing the successor this refresh inserts.
    */
   async function rotate(presented: string, meta: RequestMeta): Promise<RefreshOutcome> {
+    const tokenHash = hashRefreshToken(presented);
+    const owner = await repos.refreshTokens.findRefreshTokenByHash(tokenHash);
+    if (!owner) return { kind: 'refused', error: refreshErrors.unknown };
     return knex.transaction(async (trx) => {
       const tx = createRepositories(trx);
+      await tx.users.lockUser(owner.user_id);
       const now = clock();
-      const row = await tx.refreshTokens.findRefreshTokenForUpdate(hashRefreshToken(presented));
+      const row = await tx.refreshTokens.findRefreshTokenForUpdate(tokenHash);
       if (!row) return { kind: 'refused', error: refreshErrors.unknown };
       if (row.revoked_at) return { kind: 'refused', error: refreshErrors.revoked };
 
@@ -243,6 +252,7 @@ export function createAuthService(deps: {
       const { userId, familyId } = target;
       await knex.transaction(async (trx) => {
         const tx = createRepositories(trx);
+        await tx.users.lockUser(userId);
         const now = clock();
         const ended = await tx.refreshTokens.revokeFamily(familyId, 'signout', now);
         if (ended > 0) await tx.events.recordEvent({ type: 'signout', userId, details: { family: familyId }, at: now, ...meta });

@@ -154,6 +154,17 @@ export function createUserRepository(knex: Knex) {
       return rows.length > 0 ? 'email' : undefined;
     },
 
+    /**
+     * Locks the user's row until the transaction ends, so that everything touching one user's
+     * sessions (refresh, sign-out, reuse detection, disabling) runs one at a time, and always
+     * takes the user's lock before any token's: the same order everywhere, so no deadlock.
+     * `FOR NO KEY UPDATE` still lets inserts that reference the user through.
+     */
+    async lockUser(userId: number): Promise<boolean> {
+      const row = await knex('users').where({ id: userId }).forNoKeyUpdate().first('id');
+      return row !== undefined;
+    },
+
     /** Replaces a user's roles with exactly `roles`. Call inside a transaction that locked the user. */
     async replaceUserRoles(userId: number, roles: readonly RoleName[]): Promise<void> {
       await replaceRoles(knex, userId, roles);
