@@ -1,8 +1,9 @@
 import Koa, { type Middleware } from 'koa';
 import cors from '@koa/cors';
-import { accessLog, errorHandler, healthRoutes, REQUEST_ID_HEADER, requestId, type Logger } from '@gatehouse/common';
+import { accessLog, errorHandler, healthRoutes, REQUEST_ID_HEADER, requestId, securityHeaders, type Logger } from '@gatehouse/common';
 import type { GatewayConfig } from './config';
 import { checkUpstream, createUpstreamAgents, proxyTo, type UpstreamAgents } from './proxy';
+import { rateLimitPerIp } from './rate-limit';
 
 export type { GatewayConfig } from './config';
 export type { UpstreamAgents } from './proxy';
@@ -40,11 +41,16 @@ export function createApp(deps: GatewayDeps): Koa {
   const readinessTimeoutMs = Math.min(timeoutMs, READINESS_TIMEOUT_MS);
   const toAuth = proxyTo({ name: 'auth', target: config.authUrl, agent: agents.auth, timeoutMs, logger });
   const toContent = proxyTo({ name: 'content', target: config.contentUrl, agent: agents.content, timeoutMs, logger });
+  const limitAuth: Middleware =
+    config.authRateLimitPerMinute > 0
+      ? rateLimitPerIp({ limit: config.authRateLimitPerMinute, windowMs: 60_000 })
+      : (_ctx, next) => next();
 
-  const app = new Koa();
+  const app = new Koa({ proxy: config.trustProxy, maxIpsCount: 1 });
   app.use(errorHandler());
   app.use(requestId(logger));
   app.use(accessLog());
+  // Set before proxying, so proxied responses carry them too.
   app.use(securityHeaders());
   app.use(
     cors({
@@ -68,22 +74,12 @@ export function createApp(deps: GatewayDeps): Koa {
   });
   app.use(function route(ctx, next) {
     const path = ctx.path;
-    if (isUnder(path, '/api/auth')) return toAuth(ctx, next);
+    if (isUnder(path, '/api/auth')) return limitAuth(ctx, () => toAuth(ctx, next));
     if (isUnder(path, '/api/test')) return toContent(ctx, next);
     // Nothing else lives behind the gateway: errorHandler() answers the JSON 404.
     return next();
   });
   return app;
-}
-
-/** Headers every response carries, proxied ones included. */
-function securityHeaders(): Middleware {
-  return function setSecurityHeaders(ctx, next) {
-    // Stops browsers from guessing a type for JSON error bodies. Koa sends no X-Powered-By;
-    // the proxy strips an upstream's.
-    ctx.set('X-Content-Type-Options', 'nosniff');
-    return next();
-  };
 }
 
 /**

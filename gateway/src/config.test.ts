@@ -9,6 +9,8 @@ describe('loadConfig', () => {
       contentUrl: 'http://127.0.0.1:4002',
       corsOrigins: ['http://localhost:8081'],
       upstreamTimeoutMs: 10_000,
+      authRateLimitPerMinute: 300,
+      trustProxy: false,
       logLevel: 'info',
     });
   });

@@ -27,6 +27,8 @@ const schema = z
       ),
     ),
     UPSTREAM_TIMEOUT_MS: z.coerce.number().int().min(1).max(600_000).default(10_000),
+    AUTH_RATE_LIMIT: z.coerce.number().int().min(0).max(1_000_000).default(300),
+    TRUST_PROXY: z.stringbool().default(false),
     LOG_LEVEL: logLevelVar,
   })
   .superRefine((env, ctx) => {
@@ -58,6 +60,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     corsOrigins: Object.freeze([...parsed.CORS_ORIGINS]),
     /** How long an upstream may stay silent before the gateway answers 504. */
     upstreamTimeoutMs: parsed.UPSTREAM_TIMEOUT_MS,
+    /** Requests per minute one client IP may make to `/api/auth/*`; 0 turns the limit off. */
+    authRateLimitPerMinute: parsed.AUTH_RATE_LIMIT,
+    /**
+     * Behind a load balancer or TLS terminator: take the client IP from the last
+     * `X-Forwarded-For` hop and the scheme from `X-Forwarded-Proto` (for HSTS). Off when the
+     * gateway is the edge, so clients cannot forge either.
+     */
+    trustProxy: parsed.TRUST_PROXY,
     logLevel: parsed.LOG_LEVEL,
   });
 }

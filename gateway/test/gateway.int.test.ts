@@ -129,7 +129,12 @@ async function closedPortUrl(): Promise<{ url: string; port: number }> {
   return { url: `http://127.0.0.1:${port}`, port };
 }
 
-async function startGateway(upstreams: { auth: string; content: string; timeoutMs?: number }): Promise<string> {
+async function startGateway(upstreams: {
+  auth: string;
+  content: string;
+  timeoutMs?: number;
+  env?: NodeJS.ProcessEnv;
+}): Promise<string> {
   const config = loadConfig({
     PORT: '0',
     AUTH_URL: upstreams.auth,
@@ -137,6 +142,7 @@ async function startGateway(upstreams: { auth: string; content: string; timeoutM
     CORS_ORIGINS: `${ALLOWED_ORIGIN}, ${OTHER_ALLOWED_ORIGIN}`,
     UPSTREAM_TIMEOUT_MS: String(upstreams.timeoutMs ?? TIMEOUT_MS),
     LOG_LEVEL: 'silent',
+    ...upstreams.env,
   });
   const agents = createUpstreamAgents(config);
   const running = await startServer(createApp({ config, logger: createSilentLogger(), agents }), { port: 0 });
@@ -302,16 +308,53 @@ describe('request ids', () => {
 });
 
 describe('security headers', () => {
-  it('[GET /api/test/all] sends nosniff and strips an upstream X-Powered-By', async () => {
-    const res = await fetch(`${gateway}/api/test/all`);
+  function expectSecurityHeaders(res: Response): void {
     expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(res.headers.get('x-frame-options')).toBe('DENY');
+    expect(res.headers.get('referrer-policy')).toBe('no-referrer');
+    expect(res.headers.get('content-security-policy')).toBe("default-src 'none'; frame-ancestors 'none'");
     expect(res.headers.get('x-powered-by')).toBeNull();
+  }
+
+  it.each(['/api/test/all', '/api/auth/signin', '/', '/nope', '/healthz'])(
+    '[GET %s] carries the security headers, proxied or not, and no X-Powered-By',
+    async (path) => {
+      expectSecurityHeaders(await fetch(`${gateway}${path}`));
+    },
+  );
+
+  it('sends HSTS only over TLS: never to a plain-HTTP client, nor for a forged X-Forwarded-Proto', async () => {
+    const res = await fetch(`${gateway}/api/test/all`, { headers: { 'x-forwarded-proto': 'https' } });
+    expect(res.headers.get('strict-transport-security')).toBeNull();
   });
 
-  it('[GET /] sends nosniff and no X-Powered-By', async () => {
-    const res = await fetch(`${gateway}/`);
-    expect(res.headers.get('x-content-type-options')).toBe('nosniff');
-    expect(res.headers.get('x-powered-by')).toBeNull();
+  it('sends HSTS behind a TLS-terminating proxy when TRUST_PROXY is set', async () => {
+    const behindTls = await startGateway({ auth: auth.url, content: content.url, env: { TRUST_PROXY: 'true' } });
+    const res = await fetch(`${behindTls}/api/test/all`, { headers: { 'x-forwarded-proto': 'https' } });
+    expect(res.headers.get('strict-transport-security')).toBe('max-age=31536000; includeSubDomains');
+  });
+});
+
+describe('rate limit on /api/auth/*', () => {
+  it('answers 429 gateway.rate_limited with Retry-After past AUTH_RATE_LIMIT requests a minute from one IP, without asking auth', async () => {
+    const limited = await startGateway({ auth: auth.url, content: content.url, env: { AUTH_RATE_LIMIT: '3' } });
+    const before = auth.requests;
+    for (let i = 0; i < 3; i += 1) expect((await fetch(`${limited}/api/auth/signin`)).status).not.toBe(429);
+    const refused = await fetch(`${limited}/api/auth/signin`, { method: 'POST' });
+    expect(refused.status).toBe(429);
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(errorSchema.parse(await refused.json())).toMatchObject({ code: 'gateway.rate_limited' });
+    expect(auth.requests - before).toBe(3);
+    // Content is not behind the auth limit.
+    expect((await fetch(`${limited}/api/test/all`)).status).toBe(200);
+  });
+
+  it('ignores X-Forwarded-For unless TRUST_PROXY is set, so a client cannot reset its count', async () => {
+    const limited = await startGateway({ auth: auth.url, content: content.url, env: { AUTH_RATE_LIMIT: '2' } });
+    await fetch(`${limited}/api/auth/signin`, { headers: { 'x-forwarded-for': '203.0.113.1' } });
+    await fetch(`${limited}/api/auth/signin`, { headers: { 'x-forwarded-for': '203.0.113.2' } });
+    const third = await fetch(`${limited}/api/auth/signin`, { headers: { 'x-forwarded-for': '203.0.113.3' } });
+    expect(third.status).toBe(429);
   });
 });
 

@@ -97,9 +97,35 @@ describe('errorHandler', () => {
     expect(await readJson(res)).toMatchObject({ code: 'request.not_found' });
   });
 
-  it('leaves the body empty for a JSON endpoint sent another content type', async () => {
-    const body = await readJson(await post('/echo', 'name=x', 'application/x-www-form-urlencoded'));
-    expect(body).toEqual({ got: {} });
+  it.each(['application/x-www-form-urlencoded', 'text/plain', 'multipart/form-data; boundary=x', 'application/xml'])(
+    'answers a %s body with 415 request.unsupported_media_type',
+    async (contentType) => {
+      const res = await post('/echo', 'name=x', contentType);
+      expect(res.status).toBe(415);
+      expect(await readJson(res)).toMatchObject({ code: 'request.unsupported_media_type', message: expect.stringContaining('JSON') });
+    },
+  );
+
+  it('reads application/json with a charset', async () => {
+    expect(await readJson(await post('/echo', '{"a":1}', 'application/json; charset=utf-8'))).toEqual({ got: { a: 1 } });
+  });
+
+  it('leaves {} for a request without a body, whatever its content type', async () => {
+    const res = await fetch(`${server.url}/echo`, { method: 'POST', headers: { 'content-type': 'text/plain' } });
+    expect(await readJson(res)).toEqual({ got: {} });
+  });
+
+  it('refuses a body with a __proto__ key with a 400, and no prototype changes', async () => {
+    const res = await post('/echo', '{"__proto__":{"polluted":true}}');
+    expect(res.status).toBe(400);
+    expect(await readJson(res)).toMatchObject({ code: 'request.invalid_json' });
+    expect(Object.prototype).not.toHaveProperty('polluted');
+  });
+
+  it('keeps constructor.prototype a plain own field of the parsed body: nothing is polluted', async () => {
+    const body = await readJson(await post('/echo', '{"a":{"constructor":{"prototype":{"polluted":true}}}}'));
+    expect(body.got).toEqual({ a: { constructor: { prototype: { polluted: true } } } });
+    expect(Object.prototype).not.toHaveProperty('polluted');
   });
 });
 

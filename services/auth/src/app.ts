@@ -1,7 +1,7 @@
 import Koa from 'koa';
 import Router from '@koa/router';
 import type { Knex } from 'knex';
-import { accessLog, allowedMethodsOptions, errorHandler, healthRoutes, jsonBody, requestId, type Logger } from '@gatehouse/common';
+import { accessLog, allowedMethodsOptions, errorHandler, healthRoutes, jsonBody, requestId, securityHeaders, type Logger } from '@gatehouse/common';
 import type { AuthConfig } from './config';
 import { createUserRepository } from './db/repositories/user.repository';
 import { authRoutes } from './routes/auth/auth.routes';
@@ -53,6 +53,7 @@ export function createApp(deps: AppDeps): Koa {
   app.use(errorHandler());
   app.use(requestId(logger));
   app.use(accessLog());
+  app.use(securityHeaders());
   app.use(healthRoutes({ database: () => knex.raw('SELECT 1') }));
   app.use(jsonBody());
   app.use(router.routes());

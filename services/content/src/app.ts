@@ -1,6 +1,6 @@
 import Koa from 'koa';
 import Router from '@koa/router';
-import { accessLog, allowedMethodsOptions, errorHandler, healthRoutes, requestId, type Logger } from '@gatehouse/common';
+import { accessLog, allowedMethodsOptions, errorHandler, healthRoutes, requestId, securityHeaders, type Logger } from '@gatehouse/common';
 import { createTokenVerifier, requireAuth, type JwksClient, type RevocationFeedClient } from '@gatehouse/tokens';
 import type { ContentConfig } from './config';
 import { testRoutes } from './routes/test/test.routes';
@@ -37,6 +37,7 @@ export function createApp(deps: AppDeps): Koa {
   app.use(errorHandler());
   app.use(requestId(logger));
   app.use(accessLog());
+  app.use(securityHeaders());
   // Ready once the signing keys and the revocation feed have been loaded once; while auth is
   // down, the cached copies keep it ready.
   app.use(

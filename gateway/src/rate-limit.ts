@@ -1,0 +1,45 @@
+import type { Middleware } from 'koa';
+import { AppError } from '@gatehouse/common';
+
+export interface RateLimitOptions {
+  /** Requests one client IP may make per window. */
+  limit: number;
+  windowMs: number;
+  /** Injected for tests; milliseconds since the epoch. */
+  now?: () => number;
+  /** Counting stops beyond this many distinct IPs in one window, so memory stays bounded. */
+  maxClients?: number;
+}
+
+/**
+ * A fixed-window request limit per client IP, kept in this process's memory: the gateway's
+ * first line against floods of sign-in attempts. The auth service's per-account and per-IP
+ * sign-in throttling, kept in the database, is what holds across instances.
+ *
+ * @remarks Each window starts with an empty map, so memory is bounded by the clients seen in
+ * one window (and by `maxClients`: beyond it new clients pass uncounted rather than be refused,
+ * so a spoofed-address flood cannot lock real clients out).
+ */
+export function rateLimitPerIp(options: RateLimitOptions): Middleware {
+  const now = options.now ?? Date.now;
+  const maxClients = options.maxClients ?? 100_000;
+  let windowStart = 0;
+  let counts = new Map<string, number>();
+
+  return async function limitRequests(ctx, next) {
+    const at = now();
+    if (at - windowStart >= options.windowMs) {
+      windowStart = at - ((at - windowStart) % options.windowMs);
+      counts = new Map();
+    }
+    const count = (counts.get(ctx.ip) ?? 0) + 1;
+    if (count <= options.limit + 1 && (counts.has(ctx.ip) || counts.size < maxClients)) counts.set(ctx.ip, count);
+    if (count > options.limit) {
+      const retryAfter = Math.max(1, Math.ceil((windowStart + options.windowMs - at) / 1000));
+      throw new AppError(429, 'gateway.rate_limited', 'Too many requests. Try again later.', {
+        headers: { 'Retry-After': String(retryAfter) },
+      });
+    }
+    await next();
+  };
+}
