@@ -12,6 +12,7 @@ import { userRoutes } from './routes/users/users.routes';
 import { createAdminService } from './services/admin.service';
 import { createAuthService } from './services/auth.service';
 import { createPasswordHasher } from './services/passwords';
+import { createSigninThrottle } from './services/signin-throttle';
 import { keyRetentionSeconds, type KeyStore } from './services/signing-keys';
 
 export interface AppDeps {
@@ -24,6 +25,7 @@ export interface AppDeps {
     | 'refreshReuseIntervalSeconds'
     | 'bcryptCost'
     | 'trustProxy'
+    | 'signinThrottle'
   >;
   knex: Knex;
   keys: KeyStore;
@@ -35,7 +37,14 @@ export interface AppDeps {
 export function createApp(deps: AppDeps): Koa {
   const { config, knex, keys, logger } = deps;
   const clock = deps.clock ?? (() => new Date());
-  const auth = createAuthService({ knex, passwords: createPasswordHasher(config.bcryptCost), keys, tokens: config, clock });
+  const auth = createAuthService({
+    knex,
+    passwords: createPasswordHasher(config.bcryptCost),
+    throttle: createSigninThrottle(knex, config.signinThrottle),
+    keys,
+    tokens: config,
+    clock,
+  });
   const admin = createAdminService({ knex, clock });
   const authenticate = authenticateWithDatabase({ keys, knex, config, clock });
 

@@ -70,7 +70,7 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: (line:
   const db = createDb(config);
   try {
     await migrateDb(db.knex, createLogger({ service: 'auth-cli', level: 'warn' }));
-    const { users, events } = createRepositories(db.knex);
+    const { users } = createRepositories(db.knex);
     const clock = () => new Date();
     switch (command) {
       case 'migrate':
@@ -109,7 +109,6 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv, out: (line:
           activateAfterSeconds,
           removeOld: values['remove-old'],
         });
-        await events.recordEvent({ type: 'key.rotated', details: { ...rotation }, at: clock() });
         out(`New signing key ${rotation.kid}, signing from ${rotation.activatesAt.toISOString()}.`);
         if (rotation.retired.length > 0) {
           out(`Retired (published for ${keyRetentionSeconds(config.accessTokenTtlSeconds)} s more): ${rotation.retired.join(', ')}.`);

@@ -23,6 +23,9 @@ const schema = z
     // and an instance must stop signing with it well before.
     SIGNING_KEY_RELOAD_MS: z.coerce.number().int().min(100).max(60_000).default(5_000),
     TRUST_PROXY: z.stringbool().default(true),
+    SIGNIN_MAX_FAILURES: z.coerce.number().int().min(0).max(1000).default(5),
+    SIGNIN_MAX_FAILURES_PER_IP: z.coerce.number().int().min(1).max(1_000_000).default(50),
+    SIGNIN_LOCK_MAX_SECONDS: z.coerce.number().int().min(1).max(86_400).default(900),
     ADMIN_USERNAME: z.string().optional(),
     ADMIN_EMAIL: z.string().optional(),
     ADMIN_PASSWORD: z.string().optional(),
@@ -70,6 +73,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     signingKeyReloadMs: parsed.SIGNING_KEY_RELOAD_MS,
     /** Read the client's address from the last `X-Forwarded-For` hop, which the gateway adds. */
     trustProxy: parsed.TRUST_PROXY,
+    /** Brute-force protection of sign-in; `maxFailures` 0 turns it off. */
+    signinThrottle: {
+      maxFailures: parsed.SIGNIN_MAX_FAILURES,
+      maxFailuresPerIp: parsed.SIGNIN_MAX_FAILURES_PER_IP,
+      windowSeconds: 15 * 60,
+      maxLockSeconds: parsed.SIGNIN_LOCK_MAX_SECONDS,
+    },
     /** The first admin, created at start when no user has this username; never overwritten. */
     bootstrapAdmin:
       parsed.ADMIN_USERNAME && parsed.ADMIN_EMAIL && parsed.ADMIN_PASSWORD

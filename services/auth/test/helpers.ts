@@ -4,6 +4,7 @@ import type { RoleName } from '@gatehouse/tokens';
 import { createApp, type AppDeps } from '../src/app';
 import { createDb, migrateDb, type Db } from '../src/db/create-db';
 import { createAdminService } from '../src/services/admin.service';
+import { DEFAULT_THROTTLE } from '../src/services/signin-throttle';
 import { createKeyStore, ensureSigningKey, type KeyStore } from '../src/services/signing-keys';
 
 export const TEST_CONFIG: AppDeps['config'] = {
@@ -14,6 +15,9 @@ export const TEST_CONFIG: AppDeps['config'] = {
   refreshReuseIntervalSeconds: 0,
   bcryptCost: 4,
   trustProxy: true,
+  // Off here: the suites make many failed sign-ins from one address on purpose. The throttle
+  // has its own suite (signin-throttle.int.test.ts) with it on.
+  signinThrottle: { ...DEFAULT_THROTTLE, maxFailures: 0 },
 };
 
 /** A clock the test moves by hand; starts at the real now. */

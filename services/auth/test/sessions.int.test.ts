@@ -305,12 +305,25 @@ describe('[POST /api/auth/refreshtoken] reuse detection (reuse interval off)', (
     expectRefused(await refresh(auth, first.body.refreshToken), 403, REFRESH_ERRORS.revoked);
   });
 
-  it("leaves the user's other sessions alone", async () => {
+  it("leaves the user's other sessions alone: they refresh as before", async () => {
     const user = await newSession();
     const other = await signIn(auth, user.username, user.password);
     await refresh(auth, user.refreshToken);
     expectRefused(await refresh(auth, user.refreshToken), 403, REFRESH_ERRORS.reused);
-    expect((await refresh(auth, other.body.refreshToken)).status).toBe(200);
+    const otherRefreshed = await refresh(auth, other.body.refreshToken);
+    expect(otherRefreshed.status).toBe(200);
+    expect((await me(auth, otherRefreshed.body.accessToken)).status).toBe(200);
+  });
+
+  it('revokes the access tokens issued before it, so the thief\'s access token stops working too', async () => {
+    const user = await newSession();
+    const thief = await refresh(auth, user.refreshToken);
+    expect((await me(auth, thief.body.accessToken)).status).toBe(200);
+    const versionBefore = await tokenVersion(auth, user.id);
+    expectRefused(await refresh(auth, user.refreshToken), 403, REFRESH_ERRORS.reused);
+    expect(await tokenVersion(auth, user.id)).toBe(versionBefore + 1);
+    expect((await me(auth, thief.body.accessToken)).status).toBe(401);
+    expect((await me(auth, user.accessToken)).status).toBe(401);
   });
 
   it('lets at most one of 10 concurrent refreshes of one token through and leaves at most one live token', async () => {
@@ -685,5 +698,30 @@ describe('audit log (auth_events)', () => {
       expect([...secrets].filter((secret) => events.includes(secret))).toEqual([]);
       expect([...secrets].filter((secret) => tokens.includes(secret))).toEqual([]);
     }
+  });
+});
+
+describe('[POST /api/auth/signin] racing a disable', () => {
+  // Cost 10 makes the password check take long enough for the disable to land inside it.
+  let slow: AuthHarness;
+  beforeAll(async () => {
+    slow = await startAuth({ config: { bcryptCost: 10 } });
+  });
+  afterAll(async () => {
+    await slow?.close();
+  });
+
+  it.each([0, 10, 25, 40])('never leaves a live session for a user disabled %i ms into their sign-in', async (offsetMs) => {
+    const user = await newSession(slow);
+    const admin = createAdminService({ knex: slow.db.knex, clock: slow.clock.now });
+    const [signedIn] = await race(
+      offsetMs,
+      () => signIn(slow, user.username, user.password),
+      () => admin.setDisabled(user.id, true, {}),
+    );
+    // Either the sign-in lost (403 user_disabled) or it won and the disable ended its session.
+    const outcome = signedIn.status === 200 ? (await refresh(slow, signedIn.body.refreshToken)).body.code : signedIn.body.code;
+    expect(['auth.user_disabled', 'auth.refresh_token_revoked']).toContain(outcome);
+    expect((await tokensOf(slow, user.id)).filter(isLive)).toEqual([]);
   });
 });

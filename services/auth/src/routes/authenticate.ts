@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import type { Context, Middleware } from 'koa';
 import type { Knex } from 'knex';
 import { createTokenVerifier, invalidToken, requireAuth, type AccessTokenClaims } from '@gatehouse/tokens';
@@ -6,9 +7,13 @@ import { createUserRepository } from '../db/repositories/user.repository';
 import type { RequestMeta } from '../db/repositories/event.repository';
 import type { KeyStore } from '../services/signing-keys';
 
-/** Where a request came from, for the audit log and the refresh-token rows. */
+/**
+ * Where a request came from, for the audit log, the refresh-token rows and the sign-in
+ * throttle. Anything but a well-formed address (a forged `X-Forwarded-For` when auth is
+ * reached without the gateway) is left out.
+ */
 export function requestMeta(ctx: Context): RequestMeta {
-  return { ip: ctx.ip || undefined, userAgent: ctx.get('user-agent').slice(0, 512) || undefined };
+  return { ip: isIP(ctx.ip) ? ctx.ip : undefined, userAgent: ctx.get('user-agent').slice(0, 512) || undefined };
 }
 
 /**

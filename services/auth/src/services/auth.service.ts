@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import { BadRequestError, ForbiddenError, UnauthorizedError } from '@gatehouse/common';
-import { ROLES, signAccessToken, type RoleName } from '@gatehouse/tokens';
+import { ROLES, invalidToken, signAccessToken, type RoleName } from '@gatehouse/tokens';
 import { createRepositories, type Repositories } from '../db/repositories';
 import type { RequestMeta } from '../db/repositories/event.repository';
 import type { RefreshTokenRow } from '../db/repositories/refresh-token.repository';
 import { takenError, type UserRecord } from '../db/repositories/user.repository';
 import type { PasswordHasher } from './passwords';
+import type { SigninThrottle } from './signin-throttle';
 import { generateRefreshToken, hashRefreshToken, sealSuccessor, unsealSuccessor } from './refresh-tokens';
 import type { KeyStore } from './signing-keys';
 
@@ -34,12 +35,13 @@ export interface Session {
   expiresIn: number;
 }
 
+/** True for a role Gatehouse knows (`user`, `moderator`, `admin`). */
 export function isRole(name: string): name is RoleName {
   return ROLES.some((role) => role === name);
 }
 
 const invalidCredentials = () => new UnauthorizedError('auth.invalid_credentials', 'Invalid username or password!');
-export const userDisabled = () => new ForbiddenError('auth.user_disabled', 'User is disabled.');
+const userDisabled = () => new ForbiddenError('auth.user_disabled', 'User is disabled.');
 
 // The refresh errors keep the texts of the tutorial family's refresh-token chapter, 403 included,
 // so its clients still send the user back to sign-in.
@@ -64,11 +66,12 @@ type RefreshOutcome =
 export function createAuthService(deps: {
   knex: Knex;
   passwords: PasswordHasher;
+  throttle: SigninThrottle;
   keys: KeyStore;
   tokens: TokenSettings;
   clock: () => Date;
 }) {
-  const { knex, passwords, keys, tokens, clock } = deps;
+  const { knex, passwords, throttle, keys, tokens, clock } = deps;
   const repos = createRepositories(knex);
 
   function issueAccessToken(user: UserRecord, sessionId: string): string {
@@ -103,12 +106,16 @@ export function createAuthService(deps: {
     return { token, id };
   }
 
-  /** True when `row`'s successor may be handed out again: within the reuse interval, still live. */
-  async function withinReuseInterval(tx: Repositories, row: RefreshTokenRow, now: Date): Promise<boolean> {
-    if (tokens.refreshReuseIntervalSeconds === 0 || !row.used_at || !row.replaced_by || !row.successor_sealed) return false;
-    if (now.getTime() - row.used_at.getTime() > tokens.refreshReuseIntervalSeconds * 1000) return false;
+  /**
+   * The sealed successor of a used token when it may be handed out again: the reuse interval is
+   * on, has not passed, and the successor is still unused and live. Otherwise undefined.
+   */
+  async function reusableSuccessor(tx: Repositories, row: RefreshTokenRow, now: Date): Promise<string | undefined> {
+    if (tokens.refreshReuseIntervalSeconds === 0 || !row.used_at || !row.replaced_by || !row.successor_sealed) return undefined;
+    if (now.getTime() - row.used_at.getTime() > tokens.refreshReuseIntervalSeconds * 1000) return undefined;
     const successor = await tx.refreshTokens.findRefreshTokenById(row.replaced_by, { forUpdate: true });
-    return !!successor && !successor.used_at && !successor.revoked_at && successor.expires_at > now;
+    const live = !!successor && !successor.used_at && !successor.revoked_at && successor.expires_at > now;
+    return live ? row.successor_sealed : undefined;
   }
 
   /**
@@ -133,14 +140,24 @@ export function createAuthService(deps: {
       if (row.revoked_at) return { kind: 'refused', error: refreshErrors.revoked };
 
       if (row.used_at) {
-        if (row.replaced_by && row.successor_sealed && (await withinReuseInterval(tx, row, now))) {
+        const sealed = await reusableSuccessor(tx, row, now);
+        if (sealed) {
           const user = await tx.users.findUserById(row.user_id);
           if (!user || user.disabledAt) return { kind: 'refused', error: userDisabled };
-          const refreshToken = unsealSuccessor(presented, row.successor_sealed);
-          return { kind: 'rotated', user, refreshToken, familyId: row.family_id };
+          await tx.events.recordEvent({
+            type: 'token.refresh',
+            userId: user.id,
+            details: { family: row.family_id, reuseInterval: true },
+            at: now,
+            ...meta,
+          });
+          return { kind: 'rotated', user, refreshToken: unsealSuccessor(presented, sealed), familyId: row.family_id };
         }
         // A retired token came back: whoever holds the family now, one of the two is a thief.
+        // End the family, and the access tokens issued so far (the thief may hold one): the
+        // user's other sessions just refresh.
         await tx.refreshTokens.revokeFamily(row.family_id, 'reuse_detected', now);
+        await tx.users.revokeAccessTokens(row.user_id, now);
         await tx.events.recordEvent({
           type: 'token.reuse_detected',
           userId: row.user_id,
@@ -180,41 +197,59 @@ export function createAuthService(deps: {
         throw new BadRequestError('user.unknown_role', `Failed! Role does not exist: ${unknownRole}`);
       }
       const passwordHash = await passwords.hash(input.password);
-      const user = await repos.users.insertUser({ username: input.username, email: input.email, passwordHash, roles: ['user'] });
-      await repos.events.recordEvent({ type: 'user.signup', userId: user.id, at: clock(), ...meta });
-      return user;
+      return knex.transaction(async (trx) => {
+        const tx = createRepositories(trx);
+        const user = await tx.users.insertUser({ username: input.username, email: input.email, passwordHash, roles: ['user'] });
+        await tx.events.recordEvent({ type: 'user.signup', userId: user.id, at: clock(), ...meta });
+        return user;
+      });
     },
 
     /**
      * Checks a username and password and starts a session: an access token and the first
      * refresh token of a new family. Unknown user and wrong password fail alike: same status,
-     * same body, one bcrypt comparison each. A disabled user learns so only with the right password.
+     * same body, one bcrypt comparison each. A disabled user learns so only with the right
+     * password. Repeated failures lock the attempt's counters (429, see `signin-throttle.ts`).
+     * A hash made at a lower cost than configured is replaced on the way.
      */
     async signIn(input: { username: string; password: string }, meta: RequestMeta): Promise<Session> {
+      const { accountHasFailures } = await throttle.check(input.username, meta.ip, clock());
       const user = await repos.users.findUserByUsername(input.username);
       const valid = await passwords.verify(input.password, user?.passwordHash);
       if (!user || !valid || user.disabledAt) {
+        const reason = !user || !valid ? 'invalid_credentials' : 'disabled';
+        if (reason === 'invalid_credentials') await throttle.recordFailure(input.username, meta.ip, clock());
         await repos.events.recordEvent({
           type: 'signin.failure',
           userId: user?.id,
-          details: { username: input.username.slice(0, 64), reason: valid ? 'disabled' : 'invalid_credentials' },
+          details: { username: input.username.slice(0, 64), reason },
           at: clock(),
           ...meta,
         });
-        throw user && valid ? userDisabled() : invalidCredentials();
+        throw reason === 'disabled' ? userDisabled() : invalidCredentials();
+      }
+      if (accountHasFailures) await throttle.clearAccount(input.username, meta.ip);
+      if (passwords.needsRehash(user.passwordHash)) {
+        await repos.users.updatePasswordHash(user.id, await passwords.hash(input.password));
       }
       const familyId = randomUUID();
-      const refresh = await knex.transaction(async (trx) => {
+      // Under the user's lock, read the user again: a disable or signout-all that committed
+      // while the password was being checked must not be outlived by this new session.
+      const started = await knex.transaction(async (trx) => {
         const tx = createRepositories(trx);
+        await tx.users.lockUser(user.id);
+        const current = await tx.users.findUserById(user.id);
+        if (!current || current.disabledAt) return undefined;
         const now = clock();
-        const stored = await storeRefreshToken(tx, user.id, familyId, meta, now);
-        await tx.events.recordEvent({ type: 'signin.success', userId: user.id, details: { family: familyId }, at: now, ...meta });
-        return stored;
+        const stored = await storeRefreshToken(tx, current.id, familyId, meta, now);
+        await tx.events.recordEvent({ type: 'signin.success', userId: current.id, details: { family: familyId }, at: now, ...meta });
+        return { user: current, refreshToken: stored.token };
       });
+      if (!started) throw userDisabled();
       return {
-        user,
-        accessToken: issueAccessToken(user, familyId),
-        refreshToken: refresh.token,
+        user: started.user,
+        accessToken: issueAccessToken(started.user, familyId),
+        refreshToken: started.refreshToken,
         expiresIn: tokens.accessTokenTtlSeconds,
       };
     },
@@ -267,7 +302,7 @@ export function createAuthService(deps: {
       await knex.transaction(async (trx) => {
         const tx = createRepositories(trx);
         const now = clock();
-        await tx.users.findUserById(userId, { forUpdate: true });
+        if (!(await tx.users.lockUser(userId))) throw invalidToken(new Error('user no longer exists'));
         const ended = await tx.refreshTokens.revokeUserTokens(userId, 'signout_all', now);
         await tx.users.revokeAccessTokens(userId, now);
         await tx.events.recordEvent({ type: 'signout.all', userId, details: { refreshTokens: ended }, at: now, ...meta });

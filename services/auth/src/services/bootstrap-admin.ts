@@ -21,11 +21,13 @@ export async function createAdmin(
   deps: { passwords: PasswordHasher; clock: () => Date; via: 'cli' | 'env' },
 ): Promise<UserRecord> {
   const input = signUpBody.parse(account);
-  const repos = createRepositories(knex);
   const passwordHash = await deps.passwords.hash(input.password);
-  const user = await repos.users.insertUser({ username: input.username, email: input.email, passwordHash, roles: ['user', 'admin'] });
-  await repos.events.recordEvent({ type: 'admin.created', userId: user.id, details: { via: deps.via }, at: deps.clock() });
-  return user;
+  return knex.transaction(async (trx) => {
+    const tx = createRepositories(trx);
+    const user = await tx.users.insertUser({ username: input.username, email: input.email, passwordHash, roles: ['user', 'admin'] });
+    await tx.events.recordEvent({ type: 'admin.created', userId: user.id, details: { via: deps.via }, at: deps.clock() });
+    return user;
+  });
 }
 
 /**
@@ -40,7 +42,8 @@ export async function ensureBootstrapAdmin(
 ): Promise<void> {
   const existing = await createRepositories(knex).users.findUserByUsername(account.username);
   if (existing) {
-    deps.logger.info({ username: existing.username }, 'bootstrap admin exists; left unchanged');
+    if (existing.roles.includes('admin')) deps.logger.info({ username: existing.username }, 'bootstrap admin exists; left unchanged');
+    else deps.logger.warn({ username: existing.username }, 'ADMIN_USERNAME names an existing user who is not an admin; left unchanged');
     return;
   }
   try {

@@ -8,6 +8,8 @@ export interface PasswordHasher {
    * whether the user exists or not.
    */
   verify(password: string, hash: string | undefined): Promise<boolean>;
+  /** True when `hash` was made with fewer rounds than the configured cost (raised since). */
+  needsRehash(hash: string): boolean;
 }
 
 /** bcryptjs at `cost` rounds (10 is the tutorial's). */
@@ -21,5 +23,6 @@ export function createPasswordHasher(cost: number): PasswordHasher {
       await bcrypt.compare(password, await dummyHash);
       return false;
     },
+    needsRehash: (hash) => bcrypt.getRounds(hash) < cost,
   };
 }

@@ -2,6 +2,7 @@ import { createHash, createPrivateKey, createPublicKey, generateKeyPair, type Ke
 import { promisify } from 'node:util';
 import type { Knex } from 'knex';
 import type { Logger } from '@gatehouse/common';
+import { createEventRepository } from '../db/repositories/event.repository';
 import { toPublicJwk, type KeyResolver, type PublicJwk, type SigningKey } from '@gatehouse/tokens';
 
 const generateRsaKeyPair = promisify(generateKeyPair);
@@ -149,7 +150,9 @@ export async function rotateSigningKey(
       .delete()
       .returning('kid');
     const removed = removedRows.map((row) => row.kid);
-    return { kid, activatesAt, retired: retiredRows.map((row) => row.kid).filter((retired) => !removed.includes(retired)), removed };
+    const rotation = { kid, activatesAt, retired: retiredRows.map((row) => row.kid).filter((retired) => !removed.includes(retired)), removed };
+    await createEventRepository(trx).recordEvent({ type: 'key.rotated', details: { ...rotation }, at: now });
+    return rotation;
   });
 }
 
@@ -158,7 +161,6 @@ export async function rotateSigningKey(
  * published public keys for verifying its own tokens. Call `ensureSigningKey` first.
  */
 export async function createKeyStore(knex: Knex, options: KeyStoreOptions): Promise<KeyStore> {
-  const privateKeys = new Map<string, KeyObject>();
   let current: SigningKey | undefined;
   let publicKeys = new Map<string, KeyObject>();
   let lastReload = 0;
@@ -170,11 +172,8 @@ export async function createKeyStore(knex: Knex, options: KeyStoreOptions): Prom
     const active = signingKeyAt(rows, now);
     if (!active) throw new Error('no active signing key: run the auth service once, or `cli rotate-keys`');
     if (current?.kid !== active.kid) {
-      const privateKey = privateKeys.get(active.kid) ?? createPrivateKey(active.private_key_pem);
-      privateKeys.clear();
-      privateKeys.set(active.kid, privateKey);
       if (current) options.logger.info({ kid: active.kid, previous: current.kid }, 'signing with a new key');
-      current = { kid: active.kid, privateKey };
+      current = { kid: active.kid, privateKey: createPrivateKey(active.private_key_pem) };
     }
     publicKeys = new Map(rows.map((row) => [row.kid, createPublicKey({ key: { ...publicJwkOf(row) }, format: 'jwk' })]));
   }

@@ -9,6 +9,7 @@ import type { Knex } from 'knex';
 //   bumps younger than one access-token lifetime.
 // - refresh_tokens: one row per issued refresh token, hash only, grouped in families (one
 //   family per sign-in); `used_at` + `replaced_by` record rotation, `revoked_at` ends the family.
+// - signin_throttle: failed sign-in counters for brute-force protection.
 // - auth_events: the audit log; never a password or token.
 // - signing_keys.activates_at: a rotated key is published before it signs, so verifiers that
 //   refetch the JWKS on an unknown kid already find it.
@@ -48,6 +49,14 @@ export async function up(knex: Knex): Promise<void> {
     table.index(['user_id']);
   });
 
+  // Failed sign-ins per key (account, account+IP, IP), shared by every auth instance.
+  await knex.schema.createTable('signin_throttle', (table) => {
+    table.text('key').primary();
+    table.integer('failures').notNullable();
+    table.timestamp('window_started_at', { useTz: true }).notNullable();
+    table.timestamp('locked_until', { useTz: true });
+  });
+
   await knex.schema.createTable('auth_events', (table) => {
     table.bigIncrements('id').primary();
     table.text('type').notNullable();
@@ -64,6 +73,7 @@ export async function up(knex: Knex): Promise<void> {
 
 export async function down(knex: Knex): Promise<void> {
   await knex.schema.dropTable('auth_events');
+  await knex.schema.dropTable('signin_throttle');
   await knex.schema.dropTable('refresh_tokens');
   await knex.schema.alterTable('signing_keys', (table) => {
     table.dropColumn('activates_at');

@@ -171,6 +171,10 @@ export function createUserRepository(knex: Knex) {
       await UserModel.query(knex).findById(userId).patch({ updatedAt: new Date() });
     },
 
+    async updatePasswordHash(userId: number, passwordHash: string): Promise<void> {
+      await UserModel.query(knex).findById(userId).patch({ passwordHash, updatedAt: new Date() });
+    },
+
     /** Sets or clears `disabled_at`. */
     async setDisabledAt(userId: number, disabledAt: Date | null): Promise<void> {
       await UserModel.query(knex).findById(userId).patch({ disabledAt, updatedAt: new Date() });

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isTooGuessable } from '../../services/password-strength';
 import { REFRESH_TOKEN_PATTERN } from '../../services/refresh-tokens';
 
 /** bcrypt reads at most 72 bytes; a longer password would be silently truncated, so refuse it. */
@@ -9,22 +10,32 @@ const withinBcryptLimit = (schema: z.ZodString) =>
     message: `must be at most ${BCRYPT_MAX_BYTES} bytes in UTF-8`,
   });
 
-export const signUpBody = z.strictObject({
-  username: z
-    .string()
-    .min(3, 'must be at least 3 characters')
-    .max(32, 'must be at most 32 characters')
-    .regex(/^[A-Za-z0-9._-]+$/, 'may contain only letters, digits, ".", "_" and "-"'),
-  email: z
-    .string()
-    .trim()
-    .max(254, 'must be at most 254 characters')
-    .pipe(z.email('must be an email address'))
-    .transform((email) => email.toLowerCase()),
-  password: withinBcryptLimit(z.string().min(8, 'must be at least 8 characters')),
-  // The tutorial's clients may send roles; they are checked to exist, never granted.
-  roles: z.array(z.string().max(32)).max(10).optional(),
-});
+export const signUpBody = z
+  .strictObject({
+    username: z
+      .string()
+      .min(3, 'must be at least 3 characters')
+      .max(32, 'must be at most 32 characters')
+      .regex(/^[A-Za-z0-9._-]+$/, 'may contain only letters, digits, ".", "_" and "-"'),
+    email: z
+      .string()
+      .trim()
+      .max(254, 'must be at most 254 characters')
+      .pipe(z.email('must be an email address'))
+      .transform((email) => email.toLowerCase()),
+    password: withinBcryptLimit(z.string().min(8, 'must be at least 8 characters')),
+    // The tutorial's clients may send roles; they are checked to exist, never granted.
+    roles: z.array(z.string().max(32)).max(10).optional(),
+  })
+  .superRefine((body, ctx) => {
+    if (isTooGuessable(body.password, [body.username, body.email])) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['password'],
+        message: 'is too common or too easy to guess; use a longer passphrase of unrelated words',
+      });
+    }
+  });
 export type SignUpBody = z.infer<typeof signUpBody>;
 
 export const signInBody = z.strictObject({
