@@ -11,7 +11,7 @@ import { jwksRoutes } from './routes/jwks/jwks.routes';
 import { userRoutes } from './routes/users/users.routes';
 import { createAdminService } from './services/admin.service';
 import { createAuthService } from './services/auth.service';
-import { createPasswordHasher } from './services/passwords';
+import { createPasswordHasher, type BcryptEngine } from './services/passwords';
 import { createSigninThrottle } from './services/signin-throttle';
 import { keyRetentionSeconds, type KeyStore } from './services/signing-keys';
 
@@ -31,6 +31,8 @@ export interface AppDeps {
   keys: KeyStore;
   logger: Logger;
   clock?: () => Date;
+  /** Where bcrypt runs; main passes a worker-thread pool, tests default to this thread. */
+  bcrypt?: BcryptEngine;
 }
 
 /** Builds the auth service's Koa app; a new one on every call, holding nothing global. */
@@ -39,7 +41,7 @@ export function createApp(deps: AppDeps): Koa {
   const clock = deps.clock ?? (() => new Date());
   const auth = createAuthService({
     knex,
-    passwords: createPasswordHasher(config.bcryptCost),
+    passwords: createPasswordHasher(config.bcryptCost, deps.bcrypt),
     throttle: createSigninThrottle(knex, config.signinThrottle),
     keys,
     tokens: config,

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { logLevelVar, parseEnv, portVar } from '@gatehouse/common';
@@ -17,6 +18,7 @@ const schema = z
     JWT_AUDIENCE: z.string().min(1).default('gatehouse'),
     ACCESS_TOKEN_TTL: z.coerce.number().int().min(30).max(7 * 24 * 3600).default(900),
     BCRYPT_COST: z.coerce.number().int().min(4).max(15).default(10),
+    BCRYPT_THREADS: z.coerce.number().int().min(0).max(64).default(availableParallelism()),
     REFRESH_TOKEN_TTL: z.coerce.number().int().min(60).max(365 * 24 * 3600).default(7 * 24 * 3600),
     REFRESH_REUSE_INTERVAL: z.coerce.number().int().min(0).max(60).default(0),
     // At most a minute: a rotated-out key stays published only 300 s past the token lifetime,
@@ -66,6 +68,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     audience: parsed.JWT_AUDIENCE,
     accessTokenTtlSeconds: parsed.ACCESS_TOKEN_TTL,
     bcryptCost: parsed.BCRYPT_COST,
+    /** Worker threads hashing passwords; 0 hashes on the event loop's thread. */
+    bcryptThreads: parsed.BCRYPT_THREADS,
     refreshTokenTtlSeconds: parsed.REFRESH_TOKEN_TTL,
     /** Seconds in which a rotated refresh token presented again returns the same successor; 0 = off. */
     refreshReuseIntervalSeconds: parsed.REFRESH_REUSE_INTERVAL,

@@ -3,7 +3,8 @@ import { createApp } from './app';
 import { loadConfig } from './config';
 import { createDb, migrateDb } from './db/create-db';
 import { ensureBootstrapAdmin } from './services/bootstrap-admin';
-import { createPasswordHasher } from './services/passwords';
+import { createBcryptPool, createPasswordHasher } from './services/passwords';
+import { createSigninThrottle } from './services/signin-throttle';
 import { createKeyStore, ensureSigningKey } from './services/signing-keys';
 
 // Composition root: the only place that reads the environment, opens the pool and listens.
@@ -19,18 +20,27 @@ async function main(): Promise<void> {
     db.kind === 'postgres' ? 'using PostgreSQL from DATABASE_URL' : 'no DATABASE_URL: using the embedded PostgreSQL (PGlite)',
   );
   await migrateDb(db.knex, logger);
+  const bcrypt = config.bcryptThreads > 0 ? createBcryptPool(config.bcryptThreads) : undefined;
   if (config.bootstrapAdmin) {
-    await ensureBootstrapAdmin(db.knex, config.bootstrapAdmin, { passwords: createPasswordHasher(config.bcryptCost), clock, logger });
+    const passwords = createPasswordHasher(config.bcryptCost, bcrypt);
+    await ensureBootstrapAdmin(db.knex, config.bootstrapAdmin, { passwords, clock, logger });
   }
   await ensureSigningKey(db.knex, { logger, clock });
   const keys = await createKeyStore(db.knex, { logger, clock, accessTokenTtlSeconds: config.accessTokenTtlSeconds });
   const stopReloading = keys.startReloading(config.signingKeyReloadMs);
-  const app = createApp({ config, knex: db.knex, keys, logger, clock });
+  const app = createApp({ config, knex: db.knex, keys, logger, clock, bcrypt });
+  // Expired sign-in counters are dropped now and then; any instance may do it.
+  const throttle = createSigninThrottle(db.knex, config.signinThrottle);
+  const pruneTimer = setInterval(() => {
+    throttle.prune(clock()).catch((err: unknown) => logger.warn({ err }, 'could not prune sign-in counters'));
+  }, 10 * 60_000).unref();
   const running = await startServer(app, { port: config.port, host: config.host, logger });
   logger.info({ url: running.url }, 'auth listening');
-  exitOnSignals(running, logger, () => {
+  exitOnSignals(running, logger, async () => {
     stopReloading();
-    return db.close();
+    clearInterval(pruneTimer);
+    await bcrypt?.close();
+    await db.close();
   });
 }
 

@@ -1,0 +1,42 @@
+import bcrypt from 'bcryptjs';
+import { createBcryptPool, createPasswordHasher, type BcryptPool } from '../src/services/passwords';
+
+// The worker-thread pool main uses for bcrypt: real threads running bcrypt-worker.js.
+let pool: BcryptPool;
+
+beforeAll(() => {
+  pool = createBcryptPool(2);
+});
+
+afterAll(() => pool.close());
+
+describe('createBcryptPool', () => {
+  it('hashes in a worker thread with the given cost, and the hash verifies anywhere', async () => {
+    const hash = await pool.hash('correct-horse-battery', 5);
+    expect(bcrypt.getRounds(hash)).toBe(5);
+    expect(await bcrypt.compare('correct-horse-battery', hash)).toBe(true);
+  });
+
+  it('compares in a worker thread', async () => {
+    const hash = await bcrypt.hash('correct-horse-battery', 4);
+    expect(await pool.compare('correct-horse-battery', hash)).toBe(true);
+    expect(await pool.compare('wrong-horse-battery', hash)).toBe(false);
+  });
+
+  it('runs more tasks than threads, each with its own answer', async () => {
+    const passwords = Array.from({ length: 9 }, (_, i) => `password-number-${i}`);
+    const hashes = await Promise.all(passwords.map((password) => pool.hash(password, 4)));
+    const checks = await Promise.all(passwords.map((password, i) => pool.compare(password, hashes[(i + 1) % hashes.length] ?? '')));
+    expect(checks.every((matched) => !matched)).toBe(true);
+    expect(await Promise.all(passwords.map((password, i) => pool.compare(password, hashes[i] ?? '')))).toEqual(passwords.map(() => true));
+  });
+
+  it('serves a PasswordHasher: verify, the dummy comparison for unknown users, and rehash detection', async () => {
+    const hasher = createPasswordHasher(5, pool);
+    const hash = await hasher.hash('correct-horse-battery');
+    expect(await hasher.verify('correct-horse-battery', hash)).toBe(true);
+    expect(await hasher.verify('correct-horse-battery', undefined)).toBe(false);
+    expect(hasher.needsRehash(hash)).toBe(false);
+    expect(hasher.needsRehash(await bcrypt.hash('x', 4))).toBe(true);
+  });
+});
