@@ -424,6 +424,91 @@ function claimsWithRoles(roles: RoleName[]): AccessTokenClaims {
   return { sub: '7', id: 7, username: 'alice', roles, ver: 0, iss: ISSUER, aud: AUDIENCE, iat: NOW, exp: NOW + TTL, jti: randomUUID() };
 }
 
+describe('createTokenVerifier with a cache of verified tokens', () => {
+  /** A verifier whose keys, clock and revocation answer can change between calls. */
+  function cachedSetup(cacheSize: number) {
+    const keys = new Map<string, KeyObject>([[PRIMARY_KID, primary.publicKey]]);
+    const state = { now: NOW, revoked: false };
+    const verify = createTokenVerifier({
+      keys: { getKey: async (kid) => keys.get(kid) },
+      issuer: ISSUER,
+      audience: AUDIENCE,
+      clockToleranceSeconds: TOLERANCE,
+      nowSeconds: () => state.now,
+      isRevoked: () => state.revoked,
+      cacheSize,
+    });
+    return { verify, keys, state };
+  }
+
+  afterEach(() => jest.restoreAllMocks());
+
+  it('checks the signature of a token once, and answers repeats from the cache with the same claims', async () => {
+    const { verify } = cachedSetup(10);
+    const signatureChecks = jest.spyOn(jwt, 'verify');
+    const token = mint({ id: 11 });
+    const first = await verify(token);
+    expect(await verify(token)).toEqual(first);
+    expect(await verify(token)).toEqual(first);
+    expect(signatureChecks).toHaveBeenCalledTimes(1);
+  });
+
+  it('without a cache checks the signature every time', async () => {
+    const { verify } = cachedSetup(0);
+    const signatureChecks = jest.spyOn(jwt, 'verify');
+    const token = mint();
+    await verify(token);
+    await verify(token);
+    expect(signatureChecks).toHaveBeenCalledTimes(2);
+  });
+
+  it('refuses a cached token once it has expired', async () => {
+    const { verify, state } = cachedSetup(10);
+    const token = mint();
+    await verify(token);
+    state.now = NOW + TTL + TOLERANCE - 1;
+    await expect(verify(token)).resolves.toMatchObject({ sub: '7' });
+    state.now = NOW + TTL + TOLERANCE;
+    await expectInvalidToken(verify(token));
+  });
+
+  it('refuses a cached token once its user is revoked', async () => {
+    const { verify, state } = cachedSetup(10);
+    const token = mint();
+    await verify(token);
+    state.revoked = true;
+    await expectInvalidToken(verify(token));
+  });
+
+  it('refuses a cached token once its key is no longer published, and checks again when the key changed', async () => {
+    const { verify, keys } = cachedSetup(10);
+    const token = mint();
+    await verify(token);
+    keys.delete(PRIMARY_KID);
+    await expectInvalidToken(verify(token));
+    // Published again under the same kid but as another key: the signature no longer matches.
+    keys.set(PRIMARY_KID, attacker.publicKey);
+    await expectInvalidToken(verify(token));
+  });
+
+  it('keeps at most cacheSize tokens, dropping the oldest first', async () => {
+    const { verify } = cachedSetup(2);
+    const signatureChecks = jest.spyOn(jwt, 'verify');
+    const [a, b, c] = [mint({ id: 1 }), mint({ id: 2 }), mint({ id: 3 })];
+    for (const token of [a, b, c, c, b]) await verify(token);
+    expect(signatureChecks).toHaveBeenCalledTimes(3);
+    await verify(a);
+    expect(signatureChecks).toHaveBeenCalledTimes(4);
+  });
+
+  it('never caches a refusal', async () => {
+    const { verify } = cachedSetup(10);
+    const forged = mint({}, { key: { kid: PRIMARY_KID, privateKey: attacker.privateKey } });
+    await expectInvalidToken(verify(forged));
+    await expectInvalidToken(verify(forged));
+  });
+});
+
 describe('readToken', () => {
   it.each<[string, Record<string, string | string[]>, string | undefined]>([
     ['x-access-token', { 'x-access-token': 'tok1' }, 'tok1'],

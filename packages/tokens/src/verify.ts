@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import { UnauthorizedError } from '@gatehouse/common';
 import { ACCESS_TOKEN_ALGORITHM, MAX_TOKEN_LENGTH, accessTokenClaimsSchema, type AccessTokenClaims } from './claims';
@@ -12,6 +13,15 @@ export interface VerifyOptions {
   nowSeconds: () => number;
   /** True for a token issued before its user's tokens were revoked (see `revocations.ts`). */
   isRevoked?: (claims: AccessTokenClaims) => boolean;
+  /** How many verified tokens to remember (0: none). See `createTokenVerifier`. */
+  cacheSize?: number;
+}
+
+interface Verified {
+  claims: AccessTokenClaims;
+  kid: string;
+  /** The key that verified the signature; a hit needs the same key still published. */
+  key: KeyObject;
 }
 
 /** The one rejection every bad token gets; the cause is kept for logs, never sent. */
@@ -31,10 +41,41 @@ const KID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
  * looked up, so `none`, HS256-with-the-public-key and other confusions never reach a verifier;
  * issuer, audience and expiry are checked by jsonwebtoken, the claim shapes by zod, and
  * revocation last, by `isRevoked` when given.
+ *
+ * An RSA signature check costs more than the rest of a request, and a client sends the same
+ * token many times; with `cacheSize`, the claims of the most recent verified tokens are kept,
+ * keyed by the whole token string. A hit still checks expiry, revocation and that the key
+ * which verified it is still the one published under its `kid`, so a hit accepts nothing a
+ * full verification would refuse.
  */
 export function createTokenVerifier(options: VerifyOptions): (token: string) => Promise<AccessTokenClaims> {
+  const cacheSize = options.cacheSize ?? 0;
+  const verified = new Map<string, Verified>();
+
+  function remember(token: string, entry: Verified): void {
+    if (cacheSize === 0) return;
+    // A Map iterates in insertion order: the first key is the oldest entry.
+    if (verified.size >= cacheSize) verified.delete(verified.keys().next().value ?? '');
+    verified.set(token, entry);
+  }
+
+  async function fromCache(token: string): Promise<AccessTokenClaims | undefined> {
+    const hit = verified.get(token);
+    if (!hit) return undefined;
+    if (hit.claims.exp + options.clockToleranceSeconds <= options.nowSeconds() || (await options.keys.getKey(hit.kid)) !== hit.key) {
+      verified.delete(token);
+      return undefined;
+    }
+    return hit.claims;
+  }
+
   return async function verifyAccessToken(token) {
     if (token.length > MAX_TOKEN_LENGTH) throw invalidToken(new Error('token too long'));
+    const cached = await fromCache(token);
+    if (cached) {
+      if (options.isRevoked?.(cached)) throw invalidToken(new Error('token revoked'));
+      return cached;
+    }
     let decoded: jwt.Jwt | null;
     try {
       // decode() throws on some malformed payloads (a `typ: JWT` header over non-JSON).
@@ -63,6 +104,7 @@ export function createTokenVerifier(options: VerifyOptions): (token: string) => 
     }
     const claims = accessTokenClaimsSchema.safeParse(payload);
     if (!claims.success) throw invalidToken(claims.error);
+    remember(token, { claims: claims.data, kid, key });
     if (options.isRevoked?.(claims.data)) throw invalidToken(new Error('token revoked'));
     return claims.data;
   };

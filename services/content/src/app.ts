@@ -6,7 +6,7 @@ import type { ContentConfig } from './config';
 import { testRoutes } from './routes/test/test.routes';
 
 export interface AppDeps {
-  config: Pick<ContentConfig, 'issuer' | 'audience' | 'clockToleranceSeconds'>;
+  config: Pick<ContentConfig, 'issuer' | 'audience' | 'clockToleranceSeconds'> & Partial<Pick<ContentConfig, 'tokenCacheSize'>>;
   keys: JwksClient;
   /** The auth service's revocation feed, polled; checked on every token. */
   revocations: Pick<RevocationFeedClient, 'isRevoked' | 'loaded' | 'refresh'>;
@@ -28,6 +28,7 @@ export function createApp(deps: AppDeps): Koa {
     clockToleranceSeconds: config.clockToleranceSeconds,
     nowSeconds: () => Math.floor(clock().getTime() / 1000),
     isRevoked: (claims) => revocations.isRevoked(claims),
+    cacheSize: config.tokenCacheSize ?? 0,
   });
 
   const router = new Router();

@@ -11,6 +11,7 @@ const schema = z.object({
   JWKS_MIN_REFETCH_MS: z.coerce.number().int().min(0).default(10_000),
   JWKS_REFRESH_MS: z.coerce.number().int().min(1_000).max(86_400_000).default(60_000),
   REVOCATION_POLL_MS: z.coerce.number().int().min(100).max(60_000).default(2_000),
+  TOKEN_CACHE_SIZE: z.coerce.number().int().min(0).max(1_000_000).default(10_000),
   LOG_LEVEL: logLevelVar,
 });
 
@@ -32,6 +33,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     jwksRefreshMs: parsed.JWKS_REFRESH_MS,
     /** How often the revocation feed is polled: the longest a revoked token is still accepted. */
     revocationPollMs: parsed.REVOCATION_POLL_MS,
+    /** Verified tokens remembered, so a repeated token skips the RSA check (0: none). */
+    tokenCacheSize: parsed.TOKEN_CACHE_SIZE,
     logLevel: parsed.LOG_LEVEL,
   });
 }

@@ -21,10 +21,12 @@ import type { ContentConfig } from '../src/config';
 // The real content app on an ephemeral port; a real HTTP server on another one stands in for
 // the auth service's JWKS endpoint. Tokens are minted with the auth service's signer.
 
-const config: Pick<ContentConfig, 'issuer' | 'audience' | 'clockToleranceSeconds'> = {
+// The verified-token cache is on, as in production: every expectation below holds with it.
+const config: Pick<ContentConfig, 'issuer' | 'audience' | 'clockToleranceSeconds' | 'tokenCacheSize'> = {
   issuer: 'gatehouse',
   audience: 'gatehouse',
   clockToleranceSeconds: 5,
+  tokenCacheSize: 1_000,
 };
 const TTL = 900;
 const JWKS_PATH = '/.well-known/jwks.json';
