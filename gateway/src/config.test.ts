@@ -11,6 +11,7 @@ describe('loadConfig', () => {
       upstreamTimeoutMs: 10_000,
       authRateLimitPerMinute: 300,
       trustProxy: false,
+      workers: 1,
       logLevel: 'info',
     });
   });

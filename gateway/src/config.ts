@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { listVar, logLevelVar, parseEnv, portVar, urlVar } from '@gatehouse/common';
+import { listVar, logLevelVar, parseEnv, portVar, urlVar, workersVar } from '@gatehouse/common';
 
 const DEFAULT_AUTH_URL = 'http://127.0.0.1:4001';
 const DEFAULT_CONTENT_URL = 'http://127.0.0.1:4002';
@@ -29,6 +29,7 @@ const schema = z
     UPSTREAM_TIMEOUT_MS: z.coerce.number().int().min(1).max(600_000).default(10_000),
     AUTH_RATE_LIMIT: z.coerce.number().int().min(0).max(1_000_000).default(300),
     TRUST_PROXY: z.stringbool().default(false),
+    WORKERS: workersVar,
     LOG_LEVEL: logLevelVar,
   })
   .superRefine((env, ctx) => {
@@ -68,6 +69,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
      * gateway is the edge, so clients cannot forge either.
      */
     trustProxy: parsed.TRUST_PROXY,
+    /** Processes sharing the port (node:cluster); `WORKERS=auto` is one per core. */
+    workers: parsed.WORKERS,
     logLevel: parsed.LOG_LEVEL,
   });
 }

@@ -1,12 +1,16 @@
-import { createLogger, exitOnSignals, startServer } from '@gatehouse/common';
+import { createLogger, exitOnSignals, runClustered, startServer, type Logger } from '@gatehouse/common';
 import { createApp } from './app';
-import { loadConfig } from './config';
+import { loadConfig, type GatewayConfig } from './config';
 import { createUpstreamAgents, destroyUpstreamAgents } from './proxy';
 
 /** Composition root: reads the environment, wires the real dependencies and listens. */
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger({ service: 'gateway', level: config.logLevel });
+  await runClustered(config.workers, logger, () => serve(config, logger));
+}
+
+async function serve(config: GatewayConfig, logger: Logger): Promise<void> {
   const agents = createUpstreamAgents(config);
   const app = createApp({ config, logger, agents });
   const running = await startServer(app, { port: config.port, host: config.host, logger });

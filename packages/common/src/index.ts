@@ -4,3 +4,4 @@ export * from './logger';
 export * from './middleware';
 export * from './config';
 export * from './server';
+export * from './cluster';

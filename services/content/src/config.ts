@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { logLevelVar, parseEnv, portVar, urlVar } from '@gatehouse/common';
+import { logLevelVar, parseEnv, portVar, urlVar, workersVar } from '@gatehouse/common';
 
 const schema = z.object({
   PORT: portVar(4002),
@@ -12,6 +12,7 @@ const schema = z.object({
   JWKS_REFRESH_MS: z.coerce.number().int().min(1_000).max(86_400_000).default(60_000),
   REVOCATION_POLL_MS: z.coerce.number().int().min(100).max(60_000).default(2_000),
   TOKEN_CACHE_SIZE: z.coerce.number().int().min(0).max(1_000_000).default(10_000),
+  WORKERS: workersVar,
   LOG_LEVEL: logLevelVar,
 });
 
@@ -35,6 +36,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     revocationPollMs: parsed.REVOCATION_POLL_MS,
     /** Verified tokens remembered, so a repeated token skips the RSA check (0: none). */
     tokenCacheSize: parsed.TOKEN_CACHE_SIZE,
+    /** Processes sharing the port (node:cluster); `WORKERS=auto` is one per core. */
+    workers: parsed.WORKERS,
     logLevel: parsed.LOG_LEVEL,
   });
 }

@@ -1,12 +1,16 @@
-import { createLogger, exitOnSignals, startServer } from '@gatehouse/common';
+import { createLogger, exitOnSignals, runClustered, startServer, type Logger } from '@gatehouse/common';
 import { createJwksClient, createRevocationFeedClient } from '@gatehouse/tokens';
 import { createApp } from './app';
-import { loadConfig } from './config';
+import { loadConfig, type ContentConfig } from './config';
 
 // Composition root: the only place that reads the environment and listens.
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger({ service: 'content', level: config.logLevel });
+  await runClustered(config.workers, logger, () => serve(config, logger));
+}
+
+async function serve(config: ContentConfig, logger: Logger): Promise<void> {
   const keys = createJwksClient({ url: config.jwksUrl, logger, minRefetchIntervalMs: config.jwksMinRefetchMs });
   const revocations = createRevocationFeedClient({ url: config.revocationsUrl, logger });
   // Warm both caches; when auth is not up yet, the pollers and the first unknown kid try again.
