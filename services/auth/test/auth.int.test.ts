@@ -38,6 +38,20 @@ describe('[POST /api/auth/signup]', () => {
     expect(roles).toEqual(['user']);
   });
 
+  it('stores the user, the role and the audit event in one statement: one round trip to the database', async () => {
+    const statements: string[] = [];
+    const count = (query: { sql: string }) => statements.push(query.sql);
+    auth.db.knex.on('query', count);
+    try {
+      const user = buildUser();
+      expect((await signUp(user)).status).toBe(201);
+    } finally {
+      auth.db.knex.off('query', count);
+    }
+    expect(statements).toHaveLength(1);
+    expect(statements[0]).toMatch(/INSERT INTO users[\s\S]*INSERT INTO user_roles[\s\S]*INSERT INTO auth_events/);
+  });
+
   it('returns 400 "Failed! Username is already in use!" for the same username in another case', async () => {
     const user = buildUser();
     await signUp(user);

@@ -197,11 +197,12 @@ export function createAuthService(deps: {
         throw new BadRequestError('user.unknown_role', `Failed! Role does not exist: ${unknownRole}`);
       }
       const passwordHash = await passwords.hash(input.password);
-      return knex.transaction(async (trx) => {
-        const tx = createRepositories(trx);
-        const user = await tx.users.insertUser({ username: input.username, email: input.email, passwordHash, roles: ['user'] });
-        await tx.events.recordEvent({ type: 'user.signup', userId: user.id, at: clock(), ...meta });
-        return user;
+      return repos.users.insertUser({
+        username: input.username,
+        email: input.email,
+        passwordHash,
+        roles: ['user'],
+        audit: { type: 'user.signup', at: clock(), ...meta },
       });
     },
 

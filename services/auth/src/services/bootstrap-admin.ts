@@ -22,11 +22,12 @@ export async function createAdmin(
 ): Promise<UserRecord> {
   const input = signUpBody.parse(account);
   const passwordHash = await deps.passwords.hash(input.password);
-  return knex.transaction(async (trx) => {
-    const tx = createRepositories(trx);
-    const user = await tx.users.insertUser({ username: input.username, email: input.email, passwordHash, roles: ['user', 'admin'] });
-    await tx.events.recordEvent({ type: 'admin.created', userId: user.id, details: { via: deps.via }, at: deps.clock() });
-    return user;
+  return createRepositories(knex).users.insertUser({
+    username: input.username,
+    email: input.email,
+    passwordHash,
+    roles: ['user', 'admin'],
+    audit: { type: 'admin.created', details: { via: deps.via }, at: deps.clock() },
   });
 }
 

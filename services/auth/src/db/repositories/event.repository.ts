@@ -76,19 +76,24 @@ function toEvent(row: EventRow): AuthEvent {
   };
 }
 
+/** The `auth_events` row of an event, without its id. */
+export function toEventRow(event: NewEvent) {
+  return {
+    type: event.type,
+    user_id: event.userId ?? null,
+    actor_id: event.actorId ?? null,
+    ip: event.ip ?? null,
+    user_agent: event.userAgent ?? null,
+    details: event.details === undefined ? null : JSON.stringify(event.details),
+    created_at: event.at,
+  };
+}
+
 /** The audit log (`auth_events`), over one Knex handle. */
 export function createEventRepository(knex: Knex) {
   return {
     async recordEvent(event: NewEvent): Promise<void> {
-      await knex('auth_events').insert({
-        type: event.type,
-        user_id: event.userId ?? null,
-        actor_id: event.actorId ?? null,
-        ip: event.ip ?? null,
-        user_agent: event.userAgent ?? null,
-        details: event.details === undefined ? null : JSON.stringify(event.details),
-        created_at: event.at,
-      });
+      await knex('auth_events').insert(toEventRow(event));
     },
 
     /** Newest first, one page. */

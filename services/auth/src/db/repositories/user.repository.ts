@@ -3,6 +3,10 @@ import { UniqueViolationError } from 'objection';
 import { BadRequestError } from '@gatehouse/common';
 import { ROLES, type RoleName } from '@gatehouse/tokens';
 import { UserModel } from '../models/user.model';
+import { toEventRow, type NewEvent } from './event.repository';
+
+/** A `users` row as the database returns it. */
+type UserRow = Record<string, unknown>;
 
 export interface UserRecord {
   id: number;
@@ -21,6 +25,8 @@ export interface NewUser {
   email: string;
   passwordHash: string;
   roles: readonly RoleName[];
+  /** Written in the same statement; its `userId` is the new user's. */
+  audit?: Omit<NewEvent, 'userId'>;
 }
 
 export type TakenField = 'username' | 'email';
@@ -39,7 +45,10 @@ const TAKEN_BY_INDEX: Record<string, TakenField> = {
 };
 
 function uniqueViolationOf(err: unknown): TakenField | undefined {
-  return err instanceof UniqueViolationError ? TAKEN_BY_INDEX[err.constraint] : undefined;
+  if (err instanceof UniqueViolationError) return TAKEN_BY_INDEX[err.constraint];
+  // A raw query's error, straight from the driver (pg and PGlite alike): SQLSTATE 23505.
+  if (typeof err !== 'object' || err === null || !('code' in err) || err.code !== '23505') return undefined;
+  return 'constraint' in err && typeof err.constraint === 'string' ? TAKEN_BY_INDEX[err.constraint] : undefined;
 }
 
 function sortRoles(roles: readonly RoleName[]): RoleName[] {
@@ -85,18 +94,43 @@ export function createUserRepository(knex: Knex) {
 
   return {
     /**
-     * Inserts a user with roles in one transaction. A taken username or email (compared
-     * case-insensitively by the database) throws the tutorial's 400, also when two sign-ups race.
+     * Inserts a user, their roles and (when given) the audit event in one statement: one round
+     * trip, atomic on its own. A taken username or email (compared case-insensitively by the
+     * database) throws the tutorial's 400, also when two sign-ups race.
      */
     async insertUser(input: NewUser): Promise<UserRecord> {
+      const audit = input.audit ? toEventRow({ ...input.audit }) : undefined;
       try {
-        return await knex.transaction(async (trx) => {
-          const user = await UserModel.query(trx)
-            .insert({ username: input.username, email: input.email, passwordHash: input.passwordHash })
-            .returning('*');
-          await replaceRoles(trx, user.id, input.roles);
-          return { ...toRecord(user), roles: sortRoles(input.roles) };
-        });
+        const result = await knex.raw<{ rows: UserRow[] }>(
+          `WITH new_user AS (
+             INSERT INTO users (username, email, password_hash) VALUES (:username, :email, :passwordHash) RETURNING *
+           ), new_roles AS (
+             INSERT INTO user_roles (user_id, role_id)
+             SELECT new_user.id, roles.id FROM new_user, roles WHERE roles.name = ANY(CAST(:roles AS text[]))
+           ), new_event AS (
+             INSERT INTO auth_events (type, user_id, actor_id, ip, user_agent, details, created_at)
+             SELECT CAST(:type AS text), new_user.id, CAST(:actorId AS integer), CAST(:ip AS text),
+                    CAST(:userAgent AS text), CAST(:details AS jsonb), CAST(:createdAt AS timestamptz)
+             FROM new_user WHERE CAST(:audit AS boolean)
+           )
+           SELECT * FROM new_user`,
+          {
+            username: input.username,
+            email: input.email,
+            passwordHash: input.passwordHash,
+            roles: [...input.roles],
+            audit: audit !== undefined,
+            type: audit?.type ?? null,
+            actorId: audit?.actor_id ?? null,
+            ip: audit?.ip ?? null,
+            userAgent: audit?.user_agent ?? null,
+            details: audit?.details ?? null,
+            createdAt: audit?.created_at ?? null,
+          },
+        );
+        const [row] = result.rows;
+        if (!row) throw new Error('insert returned no user');
+        return { ...toRecord(UserModel.fromDatabaseJson(row)), roles: sortRoles(input.roles) };
       } catch (err) {
         const taken = uniqueViolationOf(err);
         throw taken ? takenError(taken, err) : err;

@@ -28,7 +28,8 @@ export const signUpBody = z
     roles: z.array(z.string().max(32)).max(10).optional(),
   })
   .superRefine((body, ctx) => {
-    if (isTooGuessable(body.password, [body.username, body.email])) {
+    const [localPart = ''] = body.email.split('@');
+    if (isTooGuessable(body.password, [body.username, body.email, localPart])) {
       ctx.addIssue({
         code: 'custom',
         path: ['password'],
