@@ -13,6 +13,7 @@ export const revocationFeedSchema = z.object({
 });
 export type RevocationFeed = z.infer<typeof revocationFeedSchema>;
 
+/** Where the feed is and how to fetch it. */
 export interface RevocationFeedClientOptions {
   url: string;
   logger: Logger;
@@ -20,6 +21,7 @@ export interface RevocationFeedClientOptions {
   fetch?: typeof fetch;
 }
 
+/** The content service's in-memory copy of the revocation feed. */
 export interface RevocationFeedClient {
   /** True when the token was issued before its user's tokens were revoked: one map lookup. */
   isRevoked(claims: Pick<AccessTokenClaims, 'sub' | 'ver'>): boolean;

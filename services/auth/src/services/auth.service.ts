@@ -11,6 +11,7 @@ import type { SigninThrottle } from './signin-throttle';
 import { generateRefreshToken, hashRefreshToken, sealSuccessor, unsealSuccessor } from './refresh-tokens';
 import type { KeyStore } from './signing-keys';
 
+/** The token settings of the auth service's config that sign-in and refresh use. */
 export interface TokenSettings {
   issuer: string;
   audience: string;

@@ -6,10 +6,12 @@ import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } f
  */
 export const REFRESH_TOKEN_PATTERN = /^[A-Za-z0-9_-]{43}$/;
 
+/** A new refresh token: 32 random bytes, base64url. */
 export function generateRefreshToken(): string {
   return randomBytes(32).toString('base64url');
 }
 
+/** What is stored and looked up instead of the token: its SHA-256, hex. */
 export function hashRefreshToken(token: string): string {
   return createHash('sha256').update(token).digest('hex');
 }

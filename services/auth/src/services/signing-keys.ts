@@ -40,6 +40,7 @@ interface SigningKeyRow {
   retired_at: Date | null;
 }
 
+/** What a key store needs: a logger, the clock, and the token lifetime (for the retention). */
 export interface KeyStoreOptions {
   logger: Logger;
   clock: () => Date;

@@ -21,6 +21,7 @@ export function presentUser(user: UserRecord) {
   };
 }
 
+/** An audit event as the events API sends it. */
 export function presentEvent(event: AuthEvent) {
   return { ...event, createdAt: event.createdAt.toISOString() };
 }
