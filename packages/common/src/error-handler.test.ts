@@ -29,6 +29,8 @@ beforeAll(async () => {
       case '/zod':
         z.strictObject({ name: z.string() }).parse(ctx.request.body);
         return;
+      case '/db-lost':
+        throw new Error('select * from "users" - Connection terminated unexpectedly');
       case '/crash':
         throw new Error('relation "users" does not exist at SELECT password_hash FROM users');
       case '/echo':
@@ -89,6 +91,12 @@ describe('errorHandler', () => {
     expect(JSON.parse(text)).toMatchObject({ message: 'Internal server error.', code: 'internal_error' });
     expect(text).not.toMatch(/password_hash|users|at /);
     expect(logLines.join('')).toContain('relation \\"users\\" does not exist');
+  });
+
+  it('answers a database connection lost mid-query with 503 service.unavailable, not a 500', async () => {
+    const res = await fetch(`${server.url}/db-lost`);
+    expect(res.status).toBe(503);
+    expect(await readJson(res)).toMatchObject({ code: 'service.unavailable' });
   });
 
   it('answers an unknown path with a JSON 404', async () => {

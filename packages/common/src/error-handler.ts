@@ -28,10 +28,23 @@ function hasStatus(err: unknown): err is { status: number; expose?: boolean } {
 // failure SQLSTATEs: the database is down or restarting, which is a 503, not a bug.
 const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', '57P01', '57P03', '08001', '08006']);
 
+// node-postgres reports a connection lost mid-use (the server restarted, a proxy cut it) with
+// plain errors that carry no code.
+const CONNECTION_LOST_MESSAGES = [
+  'Connection terminated unexpectedly',
+  'Connection terminated',
+  'Connection terminated due to connection timeout',
+  'Client has encountered a connection error and is not queryable',
+];
+
 /** True for a failure to reach the database (knex's pool timeout included), as opposed to a bug. */
 function isDatabaseUnavailable(err: unknown): boolean {
   if (typeof err !== 'object' || err === null) return false;
   if (err instanceof Error && err.name === 'KnexTimeoutError') return true;
+  // knex prefixes the driver's message with the SQL: "select … - Connection terminated …".
+  if (err instanceof Error && CONNECTION_LOST_MESSAGES.some((lost) => err.message === lost || err.message.endsWith(` - ${lost}`))) {
+    return true;
+  }
   const code = (err as { code?: unknown }).code;
   return typeof code === 'string' && UNAVAILABLE_CODES.has(code);
 }

@@ -14,6 +14,8 @@ const schema = z
       .optional(),
     DATA_DIR: z.string().min(1).default('.data'),
     DB_POOL_MAX: z.coerce.number().int().min(1).max(100).default(10),
+    DB_ACQUIRE_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(3_000),
+    DB_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5_000),
     JWT_ISSUER: z.string().min(1).default('gatehouse'),
     JWT_AUDIENCE: z.string().min(1).default('gatehouse'),
     ACCESS_TOKEN_TTL: z.coerce.number().int().min(30).max(7 * 24 * 3600).default(900),
@@ -64,6 +66,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     /** PGlite's data directory (`memory://` keeps it in memory). */
     dataDir: parsed.DATA_DIR.startsWith('memory://') ? parsed.DATA_DIR : path.resolve(parsed.DATA_DIR, 'pglite'),
     poolMax: parsed.DB_POOL_MAX,
+    acquireTimeoutMs: parsed.DB_ACQUIRE_TIMEOUT_MS,
+    statementTimeoutMs: parsed.DB_STATEMENT_TIMEOUT_MS,
     issuer: parsed.JWT_ISSUER,
     audience: parsed.JWT_AUDIENCE,
     accessTokenTtlSeconds: parsed.ACCESS_TOKEN_TTL,

@@ -8,6 +8,10 @@ export interface DbConfig {
   databaseUrl?: string;
   dataDir: string;
   poolMax: number;
+  /** How long a request waits for a pooled connection (and a new connection to open). */
+  acquireTimeoutMs?: number;
+  /** PostgreSQL cancels a statement that runs longer. */
+  statementTimeoutMs?: number;
 }
 
 export interface Db {
@@ -34,11 +38,19 @@ export function createDb(config: DbConfig, logger?: Logger): Db {
     debug: (message: unknown) => logger?.debug({ knex: message }, 'knex debug'),
   };
   if (config.databaseUrl) {
+    // Bounded waits everywhere, so that with the database down or stuck a request fails with
+    // a 503 in seconds instead of hanging, and the pool recovers by itself when it is back.
+    const acquireTimeoutMs = config.acquireTimeoutMs ?? 3_000;
     const knex = knexFactory({
       client: 'pg',
-      connection: { connectionString: config.databaseUrl, application_name: 'gatehouse-auth' },
+      connection: {
+        connectionString: config.databaseUrl,
+        application_name: 'gatehouse-auth',
+        connectionTimeoutMillis: acquireTimeoutMs,
+        statement_timeout: config.statementTimeoutMs ?? 5_000,
+      },
       pool: { min: 0, max: config.poolMax },
-      acquireConnectionTimeout: 10_000,
+      acquireConnectionTimeout: acquireTimeoutMs,
       log,
     });
     return { knex, kind: 'postgres', close: () => knex.destroy() };
