@@ -31,6 +31,27 @@ describe('createBcryptPool', () => {
     expect(await Promise.all(passwords.map((password, i) => pool.compare(password, hashes[i] ?? '')))).toEqual(passwords.map(() => true));
   });
 
+  it('scores password strength in a worker thread, with the user\'s own inputs', async () => {
+    expect(await pool.score('password123', [])).toBeLessThan(2);
+    expect(await pool.score('correct-horse-battery-staple', [])).toBeGreaterThanOrEqual(2);
+    // A long digit string is the slow case for zxcvbn: here it costs a worker, not the event loop.
+    expect(await pool.score('0'.repeat(72), [])).toBeLessThan(2);
+    expect(await pool.score('mail7c2e9d41af!!', ['mail7c2e9d41af'])).toBeLessThan(2);
+  });
+
+  it('refuses work with 503 service.busy when its queue is full', async () => {
+    const tiny = createBcryptPool(1, 2);
+    try {
+      const outcomes = await Promise.allSettled(Array.from({ length: 8 }, () => tiny.hash('queued-password', 8)));
+      const refused = outcomes.filter((outcome) => outcome.status === 'rejected');
+      expect(refused.length).toBeGreaterThan(0);
+      for (const outcome of refused) expect(outcome).toMatchObject({ reason: { status: 503, code: 'service.busy' } });
+      expect(outcomes.some((outcome) => outcome.status === 'fulfilled')).toBe(true);
+    } finally {
+      await tiny.close();
+    }
+  });
+
   it('serves a PasswordHasher: verify, the dummy comparison for unknown users, and rehash detection', async () => {
     const hasher = createPasswordHasher(5, pool);
     const hash = await hasher.hash('correct-horse-battery');

@@ -210,6 +210,7 @@ describe('sign-in failures cost the same: one bcrypt comparison for an unknown u
         return inner.verify(password, hash);
       },
       needsRehash: (hash) => inner.needsRehash(hash),
+      isTooGuessable: (password, userInputs) => inner.isTooGuessable(password, userInputs),
     };
     return createAuthService({
       knex: auth.db.knex,

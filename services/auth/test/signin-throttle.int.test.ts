@@ -94,6 +94,7 @@ function countingHasher(inner: PasswordHasher): PasswordHasher & { verifies: num
       return inner.verify(password, hash);
     },
     needsRehash: (hash: string) => inner.needsRehash(hash),
+    isTooGuessable: (password: string, userInputs: string[]) => inner.isTooGuessable(password, userInputs),
   };
   return counting;
 }

@@ -6,6 +6,7 @@ import { createRepositories, type Repositories } from '../db/repositories';
 import type { RequestMeta } from '../db/repositories/event.repository';
 import type { RefreshTokenRow } from '../db/repositories/refresh-token.repository';
 import { takenError, type UserRecord } from '../db/repositories/user.repository';
+import { guessablePasswordError, personalInputs } from './password-strength';
 import type { PasswordHasher } from './passwords';
 import type { SigninThrottle } from './signin-throttle';
 import { generateRefreshToken, hashRefreshToken, sealSuccessor, unsealSuccessor } from './refresh-tokens';
@@ -197,6 +198,7 @@ export function createAuthService(deps: {
         if (taken) throw takenError(taken);
         throw new BadRequestError('user.unknown_role', `Failed! Role does not exist: ${unknownRole}`);
       }
+      if (await passwords.isTooGuessable(input.password, personalInputs(input))) throw guessablePasswordError();
       const passwordHash = await passwords.hash(input.password);
       return repos.users.insertUser({
         username: input.username,

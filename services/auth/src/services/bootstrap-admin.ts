@@ -3,6 +3,7 @@ import { AppError, type Logger } from '@gatehouse/common';
 import { createRepositories } from '../db/repositories';
 import type { UserRecord } from '../db/repositories/user.repository';
 import { signUpBody } from '../routes/auth/auth.schema';
+import { guessablePasswordError, personalInputs } from './password-strength';
 import type { PasswordHasher } from './passwords';
 
 export interface AdminAccount {
@@ -21,6 +22,7 @@ export async function createAdmin(
   deps: { passwords: PasswordHasher; clock: () => Date; via: 'cli' | 'env' },
 ): Promise<UserRecord> {
   const input = signUpBody.parse(account);
+  if (await deps.passwords.isTooGuessable(input.password, personalInputs(input))) throw guessablePasswordError();
   const passwordHash = await deps.passwords.hash(input.password);
   return createRepositories(knex).users.insertUser({
     username: input.username,

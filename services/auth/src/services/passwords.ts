@@ -1,6 +1,8 @@
 import path from 'node:path';
 import bcrypt from 'bcryptjs';
 import { Piscina } from 'piscina';
+import { ServiceUnavailableError } from '@gatehouse/common';
+import { MIN_PASSWORD_SCORE, passwordScore } from './password-strength';
 
 export interface PasswordHasher {
   hash(password: string): Promise<string>;
@@ -12,18 +14,25 @@ export interface PasswordHasher {
   verify(password: string, hash: string | undefined): Promise<boolean>;
   /** True when `hash` was made with fewer rounds than the configured cost (raised since). */
   needsRehash(hash: string): boolean;
+  /**
+   * True for a password attackers try first: in the common and breached password lists, a
+   * keyboard walk, a repeat, or built from `userInputs` (username, email).
+   */
+  isTooGuessable(password: string, userInputs: string[]): Promise<boolean>;
 }
 
-/** Where the bcrypt work runs. */
+/** Where the CPU-heavy password work runs: bcrypt, and the zxcvbn strength score. */
 export interface BcryptEngine {
   hash(password: string, cost: number): Promise<string>;
   compare(password: string, hash: string): Promise<boolean>;
+  score(password: string, userInputs: string[]): Promise<number>;
 }
 
-/** bcryptjs on the calling thread (it yields between rounds, but uses this thread's CPU). */
+/** On the calling thread (bcryptjs yields between rounds, but uses this thread's CPU). */
 export const inThreadBcrypt: BcryptEngine = {
   hash: (password, cost) => bcrypt.hash(password, cost),
   compare: (password, hash) => bcrypt.compare(password, hash),
+  score: async (password, userInputs) => passwordScore(password, userInputs),
 };
 
 export interface BcryptPool extends BcryptEngine {
@@ -36,25 +45,36 @@ export interface BcryptPool extends BcryptEngine {
  * the event loop stays free to answer everything else (health checks, refreshes) during a
  * storm of sign-ins.
  */
-export function createBcryptPool(threads: number): BcryptPool {
+export function createBcryptPool(threads: number, maxQueue = 256 * threads): BcryptPool {
   const pool = new Piscina({
     filename: path.join(__dirname, 'bcrypt-worker.js'),
     minThreads: threads,
     maxThreads: threads,
     // Each task is a few to a few hundred milliseconds of pure CPU: one at a time per thread.
     concurrentTasksPerWorker: 1,
+    // Beyond this, a flood of sign-ins is refused with 503 rather than queued for minutes.
+    maxQueue,
   });
+  const run = async <T>(task: object): Promise<T> => {
+    if (pool.queueSize >= maxQueue) throw busy();
+    return pool.run(task);
+  };
   return {
-    hash: (password, cost) => pool.run({ op: 'hash', password, cost }),
-    compare: (password, hash) => pool.run({ op: 'compare', password, hash }),
+    hash: (password, cost) => run({ op: 'hash', password, cost }),
+    compare: (password, hash) => run({ op: 'compare', password, hash }),
+    score: (password, userInputs) => run({ op: 'score', password, userInputs }),
     close: () => pool.destroy(),
   };
 }
+
+const busy = () =>
+  new ServiceUnavailableError('service.busy', 'The server is busy. Try again shortly.', { headers: { 'Retry-After': '1' } });
 
 /** bcrypt at `cost` rounds (10 is the tutorial's), run by `engine`. */
 export function createPasswordHasher(cost: number, engine: BcryptEngine = inThreadBcrypt): PasswordHasher {
   // Made up front, so that even the first unknown user costs one comparison, not a hash too.
   const dummyHash = engine.hash('gatehouse-dummy-password', cost);
+  dummyHash.catch(() => undefined); // a failure surfaces at the first unknown user, not before
   return {
     hash: (password) => engine.hash(password, cost),
     async verify(password, hash) {
@@ -63,5 +83,6 @@ export function createPasswordHasher(cost: number, engine: BcryptEngine = inThre
       return false;
     },
     needsRehash: (hash) => bcrypt.getRounds(hash) < cost,
+    isTooGuessable: async (password, userInputs) => (await engine.score(password, userInputs)) < MIN_PASSWORD_SCORE,
   };
 }

@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { isTooGuessable } from '../../services/password-strength';
 import { REFRESH_TOKEN_PATTERN } from '../../services/refresh-tokens';
 
 /** bcrypt reads at most 72 bytes; a longer password would be silently truncated, so refuse it. */
@@ -26,17 +25,8 @@ export const signUpBody = z
     password: withinBcryptLimit(z.string().min(8, 'must be at least 8 characters')),
     // The tutorial's clients may send roles; they are checked to exist, never granted.
     roles: z.array(z.string().max(32)).max(10).optional(),
-  })
-  .superRefine((body, ctx) => {
-    const [localPart = ''] = body.email.split('@');
-    if (isTooGuessable(body.password, [body.username, body.email, localPart])) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['password'],
-        message: 'is too common or too easy to guess; use a longer passphrase of unrelated words',
-      });
-    }
   });
+// Whether the password is too guessable is checked by the service, off the event loop.
 export type SignUpBody = z.infer<typeof signUpBody>;
 
 export const signInBody = z.strictObject({
