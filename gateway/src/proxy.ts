@@ -153,7 +153,6 @@ export function proxyTo(options: ProxyOptions): Middleware {
   const proxy = createProxyMiddleware({
     target: options.target,
     agent: options.agent,
-    xfwd: true,
     // `Connection` is hop-by-hop: a client's `Connection: close` must not close the pooled
     // upstream socket.
     headers: { connection: 'keep-alive' },
@@ -168,6 +167,11 @@ export function proxyTo(options: ProxyOptions): Middleware {
     // Same id in the upstream's logs as in ours (the upstream keeps a well-formed incoming id).
     const headers = ctx.req.headers;
     headers[REQUEST_ID_HEADER] = ctx.state.requestId;
+    // The client as the gateway sees it (with TRUST_PROXY, as the proxy in front saw it): one
+    // address and one scheme, replacing whatever the client sent, so that auth, which trusts
+    // the last hop, gets the real client and never the gateway's own load balancer.
+    headers['x-forwarded-for'] = ctx.ip;
+    headers['x-forwarded-proto'] = ctx.protocol;
     // Node has already answered `100 Continue` to the client. Forwarded, the header would also
     // make http-proxy skip its `proxyReq` event, and with it the timeout and the disconnect guard.
     if (headers.expect !== undefined) delete headers.expect;

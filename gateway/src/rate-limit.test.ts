@@ -44,12 +44,21 @@ describe('rateLimitPerIp', () => {
     for (let i = 0; i < 5; i += 1) expect((await from('10.0.0.3')).status).toBe(429);
   });
 
-  it('stops counting new clients beyond maxClients in one window, letting them through rather than refusing them', async () => {
+  it('counts new clients beyond maxClients in one window together, so a flood of addresses limits itself', async () => {
     clock.ms = 30 * 60_000;
     for (let client = 1; client <= 5; client += 1) await from(`10.1.0.${client}`);
-    for (let i = 0; i < 5; i += 1) expect((await from('10.1.0.99')).status).toBe(200);
-    // The clients counted before keep their limit.
-    for (let i = 0; i < 2; i += 1) await from('10.1.0.1');
+    // Three requests from three new addresses share one count and pass; the fourth does not.
+    for (const ip of ['10.1.0.97', '10.1.0.98', '10.1.0.99']) expect((await from(ip)).status).toBe(200);
+    expect((await from('10.1.0.100')).status).toBe(429);
+    // The clients counted before keep their own limit.
+    for (let i = 0; i < 2; i += 1) expect((await from('10.1.0.1')).status).toBe(200);
     expect((await from('10.1.0.1')).status).toBe(429);
+  });
+
+  it('counts the addresses of one IPv6 /64 as one client', async () => {
+    clock.ms = 40 * 60_000;
+    for (const host of ['1', '2', '3']) expect((await from(`2001:db8:1:2::${host}`)).status).toBe(200);
+    expect((await from('2001:db8:1:2::4')).status).toBe(429);
+    expect((await from('2001:db8:1:3::1')).status).toBe(200);
   });
 });

@@ -1,5 +1,5 @@
 import type { Middleware } from 'koa';
-import { AppError } from '@gatehouse/common';
+import { AppError, clientKey } from '@gatehouse/common';
 
 export interface RateLimitOptions {
   /** Requests one client IP may make per window. */
@@ -16,9 +16,9 @@ export interface RateLimitOptions {
  * first line against floods of sign-in attempts. The auth service's per-account and per-IP
  * sign-in throttling, kept in the database, is what holds across instances.
  *
- * @remarks Each window starts with an empty map, so memory is bounded by the clients seen in
- * one window (and by `maxClients`: beyond it new clients pass uncounted rather than be refused,
- * so a spoofed-address flood cannot lock real clients out).
+ * @remarks Each window starts with an empty map, so memory is bounded by `maxClients`. IPv6
+ * clients are counted by their /64 (one host usually holds a whole /64). The limit is per
+ * gateway process: with `WORKERS=n`, a client gets up to n times the limit.
  */
 export function rateLimitPerIp(options: RateLimitOptions): Middleware {
   const now = options.now ?? Date.now;
@@ -32,8 +32,12 @@ export function rateLimitPerIp(options: RateLimitOptions): Middleware {
       windowStart = at - ((at - windowStart) % options.windowMs);
       counts = new Map();
     }
-    const count = (counts.get(ctx.ip) ?? 0) + 1;
-    if (count <= options.limit + 1 && (counts.has(ctx.ip) || counts.size < maxClients)) counts.set(ctx.ip, count);
+    // Beyond maxClients distinct clients in one window, the rest share one count: a flood of
+    // spoofed or IPv6 addresses then limits itself instead of passing uncounted.
+    const key = clientKey(ctx.ip);
+    const client = counts.has(key) || counts.size < maxClients ? key : 'overflow';
+    const count = (counts.get(client) ?? 0) + 1;
+    if (count <= options.limit + 1) counts.set(client, count);
     if (count > options.limit) {
       const retryAfter = Math.max(1, Math.ceil((windowStart + options.windowMs - at) / 1000));
       throw new AppError(429, 'gateway.rate_limited', 'Too many requests. Try again later.', {

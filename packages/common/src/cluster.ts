@@ -15,13 +15,14 @@ export const workersVar = z
  *
  * @remarks The primary only supervises: it forwards SIGTERM/SIGINT to the workers (each shuts
  * down gracefully through `exitOnSignals`), exits 0 once all have exited, and replaces a
- * worker that dies on its own. Stateless services only: every worker keeps its own caches
+ * worker that dies on its own (exiting 1 when more than 3 per worker die within a minute). Stateless services only: every worker keeps its own caches
  * (signing keys, revocation feed, verified tokens).
  */
 export function runClustered(workers: number, logger: Logger, start: () => Promise<void>): Promise<void> {
   if (workers <= 1 || !cluster.isPrimary) return start();
 
   let stopping = false;
+  const recentDeaths: number[] = [];
   const fork = () => cluster.fork();
   for (let i = 0; i < workers; i += 1) fork();
   logger.info({ workers }, 'started worker processes');
@@ -31,8 +32,17 @@ export function runClustered(workers: number, logger: Logger, start: () => Promi
       if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
       return;
     }
+    // Workers that keep dying (a bad config, a crash at start) are not restarted forever:
+    // the primary gives up with a failure, so the supervisor above it sees one.
+    const now = Date.now();
+    recentDeaths.push(now);
+    while (recentDeaths.length > 0 && (recentDeaths[0] ?? now) < now - 60_000) recentDeaths.shift();
+    if (recentDeaths.length > workers * 3) {
+      logger.fatal({ deaths: recentDeaths.length }, 'workers keep dying; giving up');
+      process.exit(1);
+    }
     logger.error({ pid: worker.process.pid, code, signal }, 'worker died; starting another');
-    setTimeout(fork, 1_000).unref();
+    setTimeout(fork, 1_000);
   });
 
   const stop = (signal: NodeJS.Signals) => {

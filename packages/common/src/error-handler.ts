@@ -26,7 +26,20 @@ function hasStatus(err: unknown): err is { status: number; expose?: boolean } {
 
 // Node's connection errors and PostgreSQL's "cannot connect now" / shutdown / connection
 // failure SQLSTATEs: the database is down or restarting, which is a 503, not a bug.
-const UNAVAILABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', '57P01', '57P03', '08001', '08006']);
+// 57014 is a statement cancelled by statement_timeout, 55P03 a lock not obtained in time: the
+// database is too slow to answer, which is a 503 too.
+const UNAVAILABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  '57P01',
+  '57P03',
+  '08001',
+  '08006',
+  '57014',
+  '55P03',
+]);
 
 // node-postgres reports a connection lost mid-use (the server restarted, a proxy cut it) with
 // plain errors that carry no code.

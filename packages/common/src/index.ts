@@ -5,3 +5,4 @@ export * from './middleware';
 export * from './config';
 export * from './server';
 export * from './cluster';
+export * from './client-key';

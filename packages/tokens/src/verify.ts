@@ -43,7 +43,8 @@ const KID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
  * revocation last, by `isRevoked` when given.
  *
  * An RSA signature check costs more than the rest of a request, and a client sends the same
- * token many times; with `cacheSize`, the claims of the most recent verified tokens are kept,
+ * token many times; with `cacheSize`, the claims of up to that many verified tokens are kept
+ * (the oldest dropped first),
  * keyed by the whole token string. A hit still checks expiry, revocation and that the key
  * which verified it is still the one published under its `kid`, so a hit accepts nothing a
  * full verification would refuse.
@@ -55,14 +56,16 @@ export function createTokenVerifier(options: VerifyOptions): (token: string) => 
   function remember(token: string, entry: Verified): void {
     if (cacheSize === 0) return;
     // A Map iterates in insertion order: the first key is the oldest entry.
-    if (verified.size >= cacheSize) verified.delete(verified.keys().next().value ?? '');
+    const oldest = verified.keys().next();
+    if (verified.size >= cacheSize && !oldest.done) verified.delete(oldest.value);
     verified.set(token, entry);
   }
 
   async function fromCache(token: string): Promise<AccessTokenClaims | undefined> {
     const hit = verified.get(token);
     if (!hit) return undefined;
-    if (hit.claims.exp + options.clockToleranceSeconds <= options.nowSeconds() || (await options.keys.getKey(hit.kid)) !== hit.key) {
+    const published = await options.keys.getKey(hit.kid);
+    if (hit.claims.exp + options.clockToleranceSeconds <= options.nowSeconds() || !published?.equals(hit.key)) {
       verified.delete(token);
       return undefined;
     }
@@ -104,7 +107,8 @@ export function createTokenVerifier(options: VerifyOptions): (token: string) => 
     }
     const claims = accessTokenClaimsSchema.safeParse(payload);
     if (!claims.success) throw invalidToken(claims.error);
-    remember(token, { claims: claims.data, kid, key });
+    // Frozen: one claims object is handed to every request that presents this token.
+    remember(token, { claims: Object.freeze(claims.data), kid, key });
     if (options.isRevoked?.(claims.data)) throw invalidToken(new Error('token revoked'));
     return claims.data;
   };

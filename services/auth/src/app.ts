@@ -65,6 +65,12 @@ export function createApp(deps: AppDeps): Koa {
   app.use(requestId(logger));
   app.use(accessLog());
   app.use(securityHeaders());
+  app.use(async function noStore(ctx, next) {
+    // Tokens and profiles must not sit in a browser's or a proxy's cache (RFC 6749 §5.1); the
+    // JWKS route sets its own, cacheable, policy.
+    ctx.set('Cache-Control', 'no-store');
+    await next();
+  });
   app.use(healthRoutes({ database: () => knex.raw('SELECT 1') }));
   app.use(jsonBody());
   app.use(router.routes());

@@ -163,6 +163,14 @@ describe('[POST /api/auth/signin]', () => {
     });
   });
 
+  it('treats a username no sign-up could make as unknown, even one PostgreSQL lower() folds onto a real one', async () => {
+    const user = buildUser({ username: `admin_i_${Date.now()}` });
+    await signUp(user);
+    const lookAlike = user.username.replace(/i/g, 'İ');
+    expect(await signIn(lookAlike, user.password)).toMatchObject({ status: 401, body: { code: 'auth.invalid_credentials' } });
+    expect((await signIn(user.username, user.password)).status).toBe(200);
+  });
+
   it('matches the username case-insensitively', async () => {
     const user = buildUser();
     await signUp(user);

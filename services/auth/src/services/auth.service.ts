@@ -6,6 +6,7 @@ import { createRepositories, type Repositories } from '../db/repositories';
 import type { RequestMeta } from '../db/repositories/event.repository';
 import type { RefreshTokenRow } from '../db/repositories/refresh-token.repository';
 import { takenError, type UserRecord } from '../db/repositories/user.repository';
+import { USERNAME_PATTERN } from '../routes/auth/auth.schema';
 import { guessablePasswordError, personalInputs } from './password-strength';
 import type { PasswordHasher } from './passwords';
 import type { SigninThrottle } from './signin-throttle';
@@ -218,7 +219,10 @@ export function createAuthService(deps: {
      */
     async signIn(input: { username: string; password: string }, meta: RequestMeta): Promise<Session> {
       const { accountHasFailures } = await throttle.check(input.username, meta.ip, clock());
-      const user = await repos.users.findUserByUsername(input.username);
+      // A name no sign-up could have made (other scripts, look-alike letters) is an unknown user
+      // without asking the database, whose lower() might fold it onto a real username and so
+      // onto counters other than the real account's.
+      const user = USERNAME_PATTERN.test(input.username) ? await repos.users.findUserByUsername(input.username) : undefined;
       const valid = await passwords.verify(input.password, user?.passwordHash);
       if (!user || !valid || user.disabledAt) {
         const reason = !user || !valid ? 'invalid_credentials' : 'disabled';

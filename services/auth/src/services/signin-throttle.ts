@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { AppError } from '@gatehouse/common';
+import { AppError, clientKey } from '@gatehouse/common';
 
 /** What one failed sign-in counts against, and how many failures each tolerates. */
 interface ThrottleKey {
@@ -19,6 +19,7 @@ export interface SigninThrottleSettings {
   maxLockSeconds: number;
 }
 
+/** The settings `loadConfig` gives by default. */
 export const DEFAULT_THROTTLE: SigninThrottleSettings = {
   maxFailures: 5,
   maxFailuresPerIp: 50,
@@ -29,6 +30,7 @@ export const DEFAULT_THROTTLE: SigninThrottleSettings = {
 /** The first lock lasts this long; each further failure doubles it, up to `maxLockSeconds`. */
 const FIRST_LOCK_SECONDS = 5;
 
+/** The 429 of a locked sign-in, with the seconds until the lock ends. */
 export function tooManyAttempts(retryAfterSeconds: number): AppError {
   return new AppError(429, 'auth.too_many_attempts', 'Too many failed sign-in attempts. Try again later.', {
     headers: { 'Retry-After': String(retryAfterSeconds) },
@@ -57,7 +59,7 @@ export function createSigninThrottle(knex: Knex, settings: SigninThrottleSetting
 
   function keysOf(username: string, ip: string | undefined): ThrottleKey[] {
     const account = username.toLowerCase();
-    const client = ip ?? 'unknown';
+    const client = clientKey(ip);
     return [
       { key: `account-ip:${account}|${client}`, threshold: settings.maxFailures },
       { key: `ip:${client}`, threshold: settings.maxFailuresPerIp },

@@ -9,6 +9,9 @@ const withinBcryptLimit = (schema: z.ZodString) =>
     message: `must be at most ${BCRYPT_MAX_BYTES} bytes in UTF-8`,
   });
 
+/** What a username may be made of; sign-up enforces it, sign-in relies on it. */
+export const USERNAME_PATTERN = /^[A-Za-z0-9._-]{3,32}$/;
+
 export const signUpBody = z
   .strictObject({
     username: z
