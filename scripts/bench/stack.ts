@@ -1,0 +1,261 @@
+/**
+ * The processes the benchmark measures: the database it runs on, the three services, and the
+ * bare HTTP baseline server. Each service is started as `node --import tsx <entry>` with the
+ * environment the launcher (scripts/start.ts) gives it, so its pid is the service itself and its
+ * CPU and memory can be read from /proc.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { createTestDatabase, freePort } from '@gatehouse/testing';
+
+/** The repository root. */
+export const ROOT = path.resolve(__dirname, '../..');
+
+/** The database the auth service uses during the benchmark. */
+export interface BenchDatabase {
+  kind: 'postgres' | 'pglite';
+  /** For people: which database, where (no password). */
+  description: string;
+  /** Variables for the auth service. */
+  env: Record<string, string>;
+  /** Drops or deletes what was created for the run; call after auth has stopped. */
+  cleanup(): Promise<void>;
+}
+
+/**
+ * With `databaseUrl`: a fresh database on that PostgreSQL server, dropped by `cleanup()`; when
+ * it may not create one, the database of `databaseUrl` itself (the benchmark's usernames are
+ * unique, so it coexists with whatever is there). Without: the embedded database (PGlite) in a
+ * new temporary directory.
+ */
+export async function prepareDatabase(databaseUrl: string | undefined): Promise<BenchDatabase> {
+  if (!databaseUrl) {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-bench-'));
+    return {
+      kind: 'pglite',
+      description: `embedded PostgreSQL (PGlite) in ${path.join(dataDir, 'pglite')} (temporary)`,
+      env: { DATABASE_URL: '', DATA_DIR: dataDir },
+      cleanup: () => rm(dataDir, { recursive: true, force: true }),
+    };
+  }
+  const server = new URL(databaseUrl).host;
+  try {
+    const database = await createTestDatabase({ TEST_DATABASE_URL: databaseUrl });
+    const url = database.databaseUrl ?? databaseUrl;
+    return {
+      kind: 'postgres',
+      description: `PostgreSQL at ${server}, fresh database ${new URL(url).pathname.slice(1)} (dropped afterwards)`,
+      env: { DATABASE_URL: url },
+      cleanup: () => database.drop(),
+    };
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    return {
+      kind: 'postgres',
+      description: `PostgreSQL at ${server}, database ${new URL(databaseUrl).pathname.slice(1)} as given (could not create one: ${reason})`,
+      env: { DATABASE_URL: databaseUrl },
+      cleanup: async () => {},
+    };
+  }
+}
+
+/** One process the benchmark started. */
+export interface BenchProcess {
+  name: string;
+  pid: number;
+  /** `http://127.0.0.1:<port>` */
+  url: string;
+  /** The last lines it printed, for error messages. */
+  tail(): string;
+  /** Log lines at level error or fatal so far (pino JSON lines with level ≥ 50). */
+  errorLines(): number;
+  /** Why it stopped, while the benchmark did not stop it; undefined while it runs. */
+  unexpectedExit(): string | undefined;
+}
+
+interface Spawned extends BenchProcess {
+  child: ChildProcess;
+}
+
+const TAIL_LINES = 40;
+
+/** The processes one benchmark started, so that it can stop them all, whatever happens. */
+export class ProcessSet {
+  private readonly running = new Set<Spawned>();
+  private stopping = false;
+
+  /** Runs `entry` (a .ts file of the repository) with tsx as a process named `name`, listening on `port`. */
+  launch(name: string, entry: string, port: number, env: NodeJS.ProcessEnv): BenchProcess {
+    // A process group of its own (detached): the benchmark decides when the services stop, also
+    // on Ctrl-C, and can kill a service together with any workers it forked.
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, entry)], {
+      cwd: ROOT,
+      env: { ...process.env, NO_COLOR: '1', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    if (child.pid === undefined) throw new Error(`could not start ${name} (${entry})`);
+    const lines: string[] = [];
+    let errors = 0;
+    let exitReason: string | undefined;
+    for (const stream of [child.stdout, child.stderr]) {
+      if (!stream) continue;
+      readline.createInterface({ input: stream }).on('line', (line) => {
+        lines.push(line);
+        if (lines.length > TAIL_LINES) lines.shift();
+        if (/^\{.*"level":(5\d|6\d)[,}]/.test(line)) errors += 1;
+      });
+    }
+    const spawned: Spawned = {
+      name,
+      pid: child.pid,
+      url: `http://127.0.0.1:${port}`,
+      child,
+      tail: () => lines.join('\n'),
+      errorLines: () => errors,
+      unexpectedExit: () => exitReason,
+    };
+    child.on('exit', (code, signal) => {
+      this.running.delete(spawned);
+      if (!this.stopping) exitReason = `${name} exited (${signal ?? `code ${code}`}):\n${spawned.tail()}`;
+    });
+    this.running.add(spawned);
+    return spawned;
+  }
+
+  /**
+   * Stops every process started here: SIGTERM (each shuts down gracefully), SIGKILL to its
+   * process group after `graceMs`. Resolves when all have exited.
+   */
+  async stopAll(graceMs = 10_000): Promise<void> {
+    this.stopping = true;
+    await Promise.all(
+      [...this.running].map(
+        (proc) =>
+          new Promise<void>((resolve) => {
+            if (proc.child.exitCode !== null || proc.child.signalCode !== null) return resolve();
+            proc.child.once('exit', () => resolve());
+            killGroup(proc.pid, 'SIGTERM');
+            setTimeout(() => killGroup(proc.pid, 'SIGKILL'), graceMs).unref();
+          }),
+      ),
+    );
+  }
+
+  /** Last resort when the benchmark exits without {@link ProcessSet.stopAll}: SIGKILL to every process group. */
+  killAllNow(): void {
+    this.stopping = true;
+    for (const proc of this.running) killGroup(proc.pid, 'SIGKILL');
+  }
+}
+
+function killGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+async function waitReady(proc: BenchProcess, urlPath: string, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const url = `${proc.url}${urlPath}`;
+  while (Date.now() < deadline) {
+    const exit = proc.unexpectedExit();
+    if (exit) throw new Error(exit);
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+      if (res.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`${proc.name} was not ready at ${url} within ${timeoutMs / 1000}s:\n${proc.tail()}`);
+}
+
+/** The first admin, created by the auth service at start (`ADMIN_USERNAME`/…). */
+export interface AdminAccount {
+  username: string;
+  email: string;
+  password: string;
+}
+
+/** The three services, running. */
+export interface BenchStack {
+  auth: BenchProcess;
+  content: BenchProcess;
+  gateway: BenchProcess;
+}
+
+/**
+ * Launches a process that listens on the port it is given, on a free port, and waits until
+ * `readyPath` answers 200. Another program may take the free port before the process binds it
+ * (tests start servers on ephemeral ports all the time); then it tries again on another.
+ */
+async function launchListening(
+  processes: ProcessSet,
+  name: string,
+  entry: string,
+  envFor: (port: number) => NodeJS.ProcessEnv,
+  readyPath: string,
+): Promise<BenchProcess> {
+  for (let attempt = 1; ; attempt += 1) {
+    const port = await freePort();
+    const proc = processes.launch(name, entry, port, envFor(port));
+    try {
+      await waitReady(proc, readyPath);
+      return proc;
+    } catch (err) {
+      if (attempt >= 3 || !(err instanceof Error) || !err.message.includes('EADDRINUSE')) throw err;
+    }
+  }
+}
+
+/**
+ * Starts auth (which migrates the database, creates the signing key and the first admin), then
+ * content and gateway, on free ports, and resolves once all three are ready; as `pnpm start`
+ * does, with the benchmark's settings: logs at warn, bcrypt cost 10 (the tutorial's), and the
+ * gateway's rate limit and the sign-in throttle off, since the load comes from one address.
+ */
+export async function startStack(processes: ProcessSet, database: BenchDatabase, admin: AdminAccount): Promise<BenchStack> {
+  const common = { LOG_LEVEL: 'warn', BCRYPT_COST: '10', AUTH_RATE_LIMIT: '0', SIGNIN_MAX_FAILURES: '0' };
+  const auth = await launchListening(
+    processes,
+    'auth',
+    'services/auth/src/main.ts',
+    (port) => ({
+      ...common,
+      ...database.env,
+      PORT: String(port),
+      ADMIN_USERNAME: admin.username,
+      ADMIN_EMAIL: admin.email,
+      ADMIN_PASSWORD: admin.password,
+    }),
+    '/readyz',
+  );
+  // content is ready once it has fetched the signing keys and the revocation feed from auth.
+  const content = await launchListening(
+    processes,
+    'content',
+    'services/content/src/main.ts',
+    (port) => ({ ...common, PORT: String(port), AUTH_URL: auth.url }),
+    '/readyz',
+  );
+  const gateway = await launchListening(
+    processes,
+    'gateway',
+    'gateway/src/main.ts',
+    (port) => ({ ...common, PORT: String(port), AUTH_URL: auth.url, CONTENT_URL: content.url }),
+    '/readyz',
+  );
+  return { auth, content, gateway };
+}
+
+/** Starts the bare node:http server of baseline-server.ts on a free port and waits for it. */
+export function startBaseline(processes: ProcessSet): Promise<BenchProcess> {
+  return launchListening(processes, 'baseline', 'scripts/bench/baseline-server.ts', (port) => ({ PORT: String(port) }), '/');
+}

@@ -1,0 +1,62 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { BenchReport } from '../../scripts/bench/report';
+import { WORKLOAD_NAMES } from '../../scripts/bench/workloads';
+
+const root = path.resolve(__dirname, '../..');
+
+/** Runs `pnpm bench` with `args` as a child process; resolves with its exit code and output. */
+function runBench(args: string[], env: NodeJS.ProcessEnv): { done: Promise<{ code: number | null; output: string }>; interrupt(): void } {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'scripts/bench/main.ts'), ...args], {
+    cwd: root,
+    env: { ...process.env, NO_COLOR: '1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout?.on('data', (chunk) => (output += chunk));
+  child.stderr?.on('data', (chunk) => (output += chunk));
+  return {
+    done: new Promise((resolve) => child.on('exit', (code) => resolve({ code, output }))),
+    // SIGINT lets the benchmark stop the services it started.
+    interrupt: () => child.kill('SIGINT'),
+  };
+}
+
+describe('pnpm bench --smoke', () => {
+  let outDir: string;
+
+  beforeAll(async () => {
+    outDir = await mkdtemp(path.join(os.tmpdir(), 'gatehouse-bench-test-'));
+  });
+
+  afterAll(async () => {
+    await rm(outDir, { recursive: true, force: true });
+  });
+
+  it('runs every workload against the whole stack and writes the JSON, Markdown and SVG reports', async () => {
+    // On the test PostgreSQL server when there is one (the benchmark makes a database of its
+    // own there and drops it), else on the embedded database.
+    const bench = runBench(['--smoke', '--out', outDir], { DATABASE_URL: process.env.TEST_DATABASE_URL ?? '' });
+    const timer = setTimeout(() => bench.interrupt(), 170_000);
+    const { code, output } = await bench.done;
+    clearTimeout(timer);
+
+    expect({ code, output }).toEqual({ code: 0, output: expect.stringContaining('Wrote') });
+    const report: BenchReport = JSON.parse(await readFile(path.join(outDir, 'latest.json'), 'utf8'));
+    expect(report.workloads.map((workload) => workload.name)).toEqual([...WORKLOAD_NAMES]);
+    for (const workload of report.workloads) {
+      expect({ name: workload.name, answered: workload.requests > 0, rated: workload.ratioToBaseline > 0 }).toEqual({
+        name: workload.name,
+        answered: true,
+        rated: true,
+      });
+    }
+    expect(report.signinVsBcrypt?.ratio).toBeGreaterThan(0);
+    expect(report.authHealth?.requests).toBeGreaterThan(0);
+    expect(existsSync(path.join(outDir, 'latest.md'))).toBe(true);
+    expect(await readFile(path.join(outDir, 'latest.svg'), 'utf8')).toMatch(/^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+  }, 180_000);
+});
