@@ -68,7 +68,9 @@ export async function startAuth(options: { config?: Partial<AppDeps['config']> }
   const config = { ...TEST_CONFIG, ...options.config };
   const clock = createTestClock();
   const testDb = await createTestDatabase();
-  const db = createDb({ databaseUrl: testDb.databaseUrl, dataDir: testDb.dataDir ?? 'memory://', poolMax: 10 });
+  // A generous acquire timeout: test files run in parallel on few cores, and a burst test
+  // must measure the code, not the machine.
+  const db = createDb({ databaseUrl: testDb.databaseUrl, dataDir: testDb.dataDir ?? 'memory://', poolMax: 10, acquireTimeoutMs: 15_000 });
   const logger = createSilentLogger();
   await migrateDb(db.knex);
   await ensureSigningKey(db.knex, { logger, clock: clock.now });

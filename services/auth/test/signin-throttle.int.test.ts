@@ -365,6 +365,30 @@ describe('sign-in throttle off (maxFailures 0)', () => {
   });
 });
 
+describe('sign-in throttle against a burst of concurrent guesses', () => {
+  let auth: AuthHarness;
+
+  beforeAll(async () => {
+    auth = await startAuth({ config: { signinThrottle: DEFAULT_THROTTLE } });
+  });
+
+  afterAll(async () => {
+    await auth?.close();
+  });
+
+  it('lets no more guesses through than the threshold, however many arrive at once', async () => {
+    const user = await newUser(auth);
+    const ip = nextIp();
+    const replies = await Promise.all(Array.from({ length: 40 }, () => signIn(auth, user.username, `${user.password}-wrong`, ip)));
+    const statuses = replies.map((reply) => reply.status);
+    const counts = (status: number) => statuses.filter((seen) => seen === status).length;
+    expect({ 401: counts(401), 429: counts(429) }).toEqual({ 401: DEFAULT_THROTTLE.maxFailures, 429: 40 - DEFAULT_THROTTLE.maxFailures });
+    // Nothing is left reserved once the burst is over.
+    const pending: number[] = await auth.db.knex('signin_throttle').pluck('pending');
+    expect(pending.every((count) => count === 0)).toBe(true);
+  });
+});
+
 describe('signinThrottle.prune(now)', () => {
   let auth: AuthHarness;
 
@@ -395,12 +419,14 @@ describe('signinThrottle.prune(now)', () => {
 
     expect(await throttle.prune(at(DEFAULT_THROTTLE.windowSeconds + 1))).toBe(5);
     expect(await keys()).toEqual(['account-ip:locked|192.0.2.2', 'account-ip:recent|192.0.2.3', 'account:recent', 'ip:192.0.2.3'].sort());
-    await expect(throttle.check('locked', '192.0.2.2', at(DEFAULT_THROTTLE.windowSeconds + 1))).rejects.toMatchObject({
+    await expect(throttle.reserve('locked', '192.0.2.2', at(DEFAULT_THROTTLE.windowSeconds + 1))).rejects.toMatchObject({
       status: 429,
       code: TOO_MANY.code,
     });
 
-    expect(await throttle.prune(at(3601))).toBe(4);
+    // The refused attempt above reserved on its keys before being refused, so the two keys
+    // pruned a moment ago exist again (empty, with a new window) and go now as well.
+    expect(await throttle.prune(at(3601))).toBe(6);
     expect(await keys()).toEqual([]);
   });
 });

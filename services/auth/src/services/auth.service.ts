@@ -218,15 +218,22 @@ export function createAuthService(deps: {
      * A hash made at a lower cost than configured is replaced on the way.
      */
     async signIn(input: { username: string; password: string }, meta: RequestMeta): Promise<Session> {
-      const { accountHasFailures } = await throttle.check(input.username, meta.ip, clock());
-      // A name no sign-up could have made (other scripts, look-alike letters) is an unknown user
-      // without asking the database, whose lower() might fold it onto a real username and so
-      // onto counters other than the real account's.
-      const user = USERNAME_PATTERN.test(input.username) ? await repos.users.findUserByUsername(input.username) : undefined;
-      const valid = await passwords.verify(input.password, user?.passwordHash);
+      const attempt = await throttle.reserve(input.username, meta.ip, clock());
+      let user: UserRecord | undefined;
+      let valid: boolean;
+      try {
+        // A name no sign-up could have made (other scripts, look-alike letters) is an unknown
+        // user without asking the database, whose lower() might fold it onto a real username
+        // and so onto counters other than the real account's.
+        user = USERNAME_PATTERN.test(input.username) ? await repos.users.findUserByUsername(input.username) : undefined;
+        valid = await passwords.verify(input.password, user?.passwordHash);
+      } catch (err) {
+        await attempt.release().catch(() => undefined);
+        throw err;
+      }
       if (!user || !valid || user.disabledAt) {
         const reason = !user || !valid ? 'invalid_credentials' : 'disabled';
-        if (reason === 'invalid_credentials') await throttle.recordFailure(input.username, meta.ip, clock());
+        await (reason === 'invalid_credentials' ? attempt.failed(clock()) : attempt.release());
         await repos.events.recordEvent({
           type: 'signin.failure',
           userId: user?.id,
@@ -236,7 +243,7 @@ export function createAuthService(deps: {
         });
         throw reason === 'disabled' ? userDisabled() : invalidCredentials();
       }
-      if (accountHasFailures) await throttle.clearAccount(input.username, meta.ip);
+      await attempt.succeeded();
       if (passwords.needsRehash(user.passwordHash)) {
         await repos.users.updatePasswordHash(user.id, await passwords.hash(input.password));
       }

@@ -1,6 +1,16 @@
 import type { Knex } from 'knex';
 import { AppError, clientKey } from '@gatehouse/common';
 
+/** A reserved sign-in attempt: end it with exactly one of these. */
+export interface SigninAttempt {
+  /** The password was wrong (or the user unknown): counts a failure, locking past the threshold. */
+  failed(now: Date): Promise<void>;
+  /** The password was right: clears the account's counters. */
+  succeeded(): Promise<void>;
+  /** Neither (a disabled user, an error): only takes the reservation back. */
+  release(): Promise<void>;
+}
+
 /** What one failed sign-in counts against, and how many failures each tolerates. */
 interface ThrottleKey {
   key: string;
@@ -67,52 +77,88 @@ export function createSigninThrottle(knex: Knex, settings: SigninThrottleSetting
     ];
   }
 
+  /** Counts a failed attempt against each of its keys, locking those past their threshold. */
+  async function recordFailure(username: string, ip: string | undefined, now: Date): Promise<void> {
+    if (!enabled) return;
+    const keys = keysOf(username, ip);
+    const windowStart = new Date(now.getTime() - settings.windowSeconds * 1000);
+    const counted: { key: string; failures: number }[] = await knex('signin_throttle')
+      .insert(keys.map((entry) => ({ key: entry.key, failures: 1, window_started_at: now })))
+      .onConflict('key')
+      .merge({
+        failures: knex.raw('CASE WHEN signin_throttle.window_started_at <= ? THEN 1 ELSE signin_throttle.failures + 1 END', [windowStart]),
+        window_started_at: knex.raw('CASE WHEN signin_throttle.window_started_at <= ? THEN ? ELSE signin_throttle.window_started_at END', [
+          windowStart,
+          now,
+        ]),
+      })
+      .returning(['key', 'failures']);
+    for (const { key, failures } of counted) {
+      const threshold = keys.find((entry) => entry.key === key)?.threshold ?? settings.maxFailures;
+      if (failures < threshold) continue;
+      const lockSeconds = Math.min(FIRST_LOCK_SECONDS * 2 ** Math.min(failures - threshold, 20), settings.maxLockSeconds);
+      await knex('signin_throttle').where({ key }).update({ locked_until: new Date(now.getTime() + lockSeconds * 1000) });
+    }
+  }
+
+  /** Takes this attempt's reservation back off every key (it ended, or never went ahead). */
+  async function release(keys: ThrottleKey[]): Promise<void> {
+    await knex('signin_throttle')
+      .whereIn('key', keys.map((entry) => entry.key))
+      .update({ pending: knex.raw('greatest(pending - 1, 0)') });
+  }
+
   return {
     /**
-     * Throws 429 when any counter of this attempt is locked; otherwise returns whether any
-     * failures are on record for the account (so a success knows whether to clear them).
+     * Reserves a sign-in attempt before the password is checked: counts it as pending on each
+     * key, in one statement, and throws 429 when a key is locked or when its failures plus the
+     * attempts in flight would pass its threshold (past it, one attempt at a time). So a burst
+     * of concurrent guesses gets no further than the threshold, not one guess per connection. End the attempt with exactly
+     * one of the returned `failed`, `succeeded` or `release`.
      */
-    async check(username: string, ip: string | undefined, now: Date): Promise<{ accountHasFailures: boolean }> {
-      if (!enabled) return { accountHasFailures: false };
-      const keys = keysOf(username, ip);
-      const rows: { key: string; locked_until: Date | null }[] = await knex('signin_throttle')
-        .whereIn('key', keys.map((entry) => entry.key))
-        .select('key', 'locked_until');
-      const lockedUntil = Math.max(...rows.map((row) => row.locked_until?.getTime() ?? 0));
-      if (lockedUntil > now.getTime()) throw tooManyAttempts(Math.ceil((lockedUntil - now.getTime()) / 1000));
-      return { accountHasFailures: rows.some((row) => !row.key.startsWith('ip:')) };
-    },
-
-    /** Counts a failed attempt against each of its keys, locking those past their threshold. */
-    async recordFailure(username: string, ip: string | undefined, now: Date): Promise<void> {
-      if (!enabled) return;
+    async reserve(username: string, ip: string | undefined, now: Date): Promise<SigninAttempt> {
+      if (!enabled) return { failed: async () => {}, succeeded: async () => {}, release: async () => {} };
       const keys = keysOf(username, ip);
       const windowStart = new Date(now.getTime() - settings.windowSeconds * 1000);
-      const counted: { key: string; failures: number }[] = await knex('signin_throttle')
-        .insert(keys.map((entry) => ({ key: entry.key, failures: 1, window_started_at: now })))
+      const expired = knex.raw('signin_throttle.window_started_at <= ?', [windowStart]);
+      const rows: { key: string; failures: number; pending: number; locked_until: Date | null }[] = await knex('signin_throttle')
+        .insert(keys.map((entry) => ({ key: entry.key, failures: 0, pending: 1, window_started_at: now })))
         .onConflict('key')
         .merge({
-          failures: knex.raw('CASE WHEN signin_throttle.window_started_at <= ? THEN 1 ELSE signin_throttle.failures + 1 END', [windowStart]),
-          window_started_at: knex.raw('CASE WHEN signin_throttle.window_started_at <= ? THEN ? ELSE signin_throttle.window_started_at END', [
-            windowStart,
-            now,
-          ]),
+          failures: knex.raw('CASE WHEN ? THEN 0 ELSE signin_throttle.failures END', [expired]),
+          pending: knex.raw('signin_throttle.pending + 1'),
+          window_started_at: knex.raw('CASE WHEN ? THEN ? ELSE signin_throttle.window_started_at END', [expired, now]),
         })
-        .returning(['key', 'failures']);
-      for (const { key, failures } of counted) {
-        const threshold = keys.find((entry) => entry.key === key)?.threshold ?? settings.maxFailures;
-        if (failures < threshold) continue;
-        const lockSeconds = Math.min(FIRST_LOCK_SECONDS * 2 ** Math.min(failures - threshold, 20), settings.maxLockSeconds);
-        await knex('signin_throttle').where({ key }).update({ locked_until: new Date(now.getTime() + lockSeconds * 1000) });
+        .returning(['key', 'failures', 'pending', 'locked_until']);
+
+      const lockedUntil = Math.max(...rows.map((row) => row.locked_until?.getTime() ?? 0));
+      // In flight at once: what is left below the threshold, and one at a time past it (each
+      // failure there locks again, for twice as long).
+      const crowded = rows.some((row) => {
+        const threshold = keys.find((entry) => entry.key === row.key)?.threshold ?? 0;
+        return row.pending > Math.max(1, threshold - row.failures);
+      });
+      if (lockedUntil > now.getTime() || crowded) {
+        await release(keys);
+        throw tooManyAttempts(Math.max(1, Math.ceil((lockedUntil - now.getTime()) / 1000)));
       }
+      const accountKeys = keys.filter((entry) => !entry.key.startsWith('ip:'));
+      return {
+        // Counted before released: for a moment the attempt weighs twice, never zero times.
+        failed: async (at) => {
+          await recordFailure(username, ip, at);
+          await release(keys);
+        },
+        succeeded: async () => {
+          await release(keys);
+          // The account's counters start again (the IP's do not).
+          await knex('signin_throttle').whereIn('key', accountKeys.map((entry) => entry.key)).delete();
+        },
+        release: () => release(keys),
+      };
     },
 
-    /** After a successful sign-in: the account's counters start again (the IP's do not). */
-    async clearAccount(username: string, ip: string | undefined): Promise<void> {
-      if (!enabled) return;
-      const keys = keysOf(username, ip).filter((entry) => !entry.key.startsWith('ip:'));
-      await knex('signin_throttle').whereIn('key', keys.map((entry) => entry.key)).delete();
-    },
+    recordFailure,
 
     /** Deletes counters whose window and lock have both passed; run now and then. */
     async prune(now: Date): Promise<number> {

@@ -53,6 +53,8 @@ export async function up(knex: Knex): Promise<void> {
   await knex.schema.createTable('signin_throttle', (table) => {
     table.text('key').primary();
     table.integer('failures').notNullable();
+    // Attempts whose password is being checked right now, so a burst is held to the threshold.
+    table.integer('pending').notNullable().defaultTo(0);
     table.timestamp('window_started_at', { useTz: true }).notNullable();
     table.timestamp('locked_until', { useTz: true });
   });
