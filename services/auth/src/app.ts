@@ -51,7 +51,7 @@ export function createApp(deps: AppDeps): Koa {
   const authenticate = authenticateWithDatabase({ keys, knex, config, clock });
 
   const router = new Router();
-  authRoutes(router, { auth, authenticate, findUser: admin.getUser });
+  authRoutes(router, { auth, authenticate });
   userRoutes(router, { admin, authenticate });
   jwksRoutes(router, { keys });
   revocationRoutes(router, {

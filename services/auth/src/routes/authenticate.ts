@@ -1,9 +1,9 @@
 import { isIP } from 'node:net';
 import type { Context, Middleware } from 'koa';
 import type { Knex } from 'knex';
-import { createTokenVerifier, invalidToken, requireAuth, type AccessTokenClaims } from '@gatehouse/tokens';
+import { authenticatedUser, createTokenVerifier, invalidToken, requireAuth } from '@gatehouse/tokens';
 import type { AuthConfig } from '../config';
-import { createUserRepository } from '../db/repositories/user.repository';
+import { createUserRepository, type UserRecord } from '../db/repositories/user.repository';
 import type { RequestMeta } from '../db/repositories/event.repository';
 import type { KeyStore } from '../services/signing-keys';
 
@@ -35,12 +35,27 @@ export function authenticateWithDatabase(deps: {
     clockToleranceSeconds: 5,
     nowSeconds: () => Math.floor(deps.clock().getTime() / 1000),
   });
-  return requireAuth({
-    async verify(token): Promise<AccessTokenClaims> {
-      const claims = await verifySignature(token);
+  const checkToken = requireAuth({ verify: verifySignature });
+  return async function authenticateAgainstDatabase(ctx, next) {
+    await checkToken(ctx, async () => {
+      const claims = authenticatedUser(ctx);
       const user = await users.findUserById(claims.id);
       if (!user || user.disabledAt || claims.ver < user.tokenVersion) throw invalidToken(new Error('token revoked'));
-      return claims;
-    },
-  });
+      ctx.state.account = user;
+      await next();
+    });
+  };
+}
+
+/** The caller's user record, as `authenticateWithDatabase()` read it for this request. */
+export function authenticatedAccount(ctx: { state: { account?: UserRecord } }): UserRecord {
+  if (!ctx.state.account) throw new Error('authenticateWithDatabase() must run before this handler');
+  return ctx.state.account;
+}
+
+declare module 'koa' {
+  interface DefaultState {
+    /** Set by `authenticateWithDatabase()`: the caller's user, read once per request. */
+    account?: UserRecord;
+  }
 }
