@@ -115,3 +115,13 @@ export function exitOnSignals(running: RunningServer, logger: Logger, onShutdown
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
 }
+
+/**
+ * Runs `task` every `intervalMs` until the returned function is called, without keeping the
+ * process alive. A rejection is dropped: the task logs its own failures.
+ */
+export function repeatEvery(intervalMs: number, task: () => Promise<unknown>): () => void {
+  const timer = setInterval(() => void task().catch(() => undefined), intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}

@@ -1,5 +1,5 @@
 import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
-import type { Logger } from '@gatehouse/common';
+import { repeatEvery, type Logger } from '@gatehouse/common';
 import { ACCESS_TOKEN_ALGORITHM } from './claims';
 
 /** A JSON Web Key as published in Gatehouse's JWKS (RSA public keys only). */
@@ -108,11 +108,7 @@ export function createJwksClient(options: JwksClientOptions): JwksClient {
 
   return {
     refresh,
-    start(intervalMs) {
-      const timer = setInterval(() => void refresh().catch(() => undefined), intervalMs);
-      timer.unref();
-      return () => clearInterval(timer);
-    },
+    start: (intervalMs) => repeatEvery(intervalMs, refresh),
     get size() {
       return keys.size;
     },

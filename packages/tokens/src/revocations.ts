@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { Logger } from '@gatehouse/common';
+import { repeatEvery, type Logger } from '@gatehouse/common';
 import type { AccessTokenClaims } from './claims';
 
 /**
@@ -79,11 +79,7 @@ export function createRevocationFeedClient(options: RevocationFeedClientOptions)
       return minVersion !== undefined && claims.ver < minVersion;
     },
     refresh,
-    start(intervalMs) {
-      const timer = setInterval(() => void refresh().catch(() => undefined), intervalMs);
-      timer.unref();
-      return () => clearInterval(timer);
-    },
+    start: (intervalMs) => repeatEvery(intervalMs, refresh),
     get loaded() {
       return loaded;
     },

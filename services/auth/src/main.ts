@@ -1,4 +1,4 @@
-import { createLogger, exitOnSignals, startServer } from '@gatehouse/common';
+import { createLogger, exitOnSignals, repeatEvery, startServer } from '@gatehouse/common';
 import { createApp } from './app';
 import { loadConfig } from './config';
 import { createDb, migrateDb } from './db/create-db';
@@ -31,14 +31,14 @@ async function main(): Promise<void> {
   const app = createApp({ config, knex: db.knex, keys, logger, clock, bcrypt });
   // Expired sign-in counters are dropped now and then; any instance may do it.
   const throttle = createSigninThrottle(db.knex, config.signinThrottle);
-  const pruneTimer = setInterval(() => {
-    throttle.prune(clock()).catch((err: unknown) => logger.warn({ err }, 'could not prune sign-in counters'));
-  }, 10 * 60_000).unref();
+  const stopPruning = repeatEvery(10 * 60_000, () =>
+    throttle.prune(clock()).catch((err: unknown) => logger.warn({ err }, 'could not prune sign-in counters')),
+  );
   const running = await startServer(app, { port: config.port, host: config.host, logger });
   logger.info({ url: running.url }, 'auth listening');
   exitOnSignals(running, logger, async () => {
     stopReloading();
-    clearInterval(pruneTimer);
+    stopPruning();
     await bcrypt?.close();
     await db.close();
   });

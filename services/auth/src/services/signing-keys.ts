@@ -1,7 +1,7 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPair, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
 import type { Knex } from 'knex';
-import type { Logger } from '@gatehouse/common';
+import { repeatEvery, type Logger } from '@gatehouse/common';
 import { createEventRepository } from '../db/repositories/event.repository';
 import { toPublicJwk, type KeyResolver, type PublicJwk, type SigningKey } from '@gatehouse/tokens';
 
@@ -179,6 +179,9 @@ export async function createKeyStore(knex: Knex, options: KeyStoreOptions): Prom
     publicKeys = new Map(rows.map((row) => [row.kid, createPublicKey({ key: { ...publicJwkOf(row) }, format: 'jwk' })]));
   }
 
+  /** Rereads, and on failure logs and keeps the keys it has. */
+  const rereadQuietly = () => reload().catch((err: unknown) => options.logger.warn({ err }, 'could not reread the signing keys'));
+
   await reload();
   return {
     get current(): SigningKey {
@@ -194,16 +197,10 @@ export async function createKeyStore(knex: Knex, options: KeyStoreOptions): Prom
       if (known) return known;
       // A kid from a rotation this instance has not reread yet; at most one reread a second.
       if (Date.now() - lastReload < 1_000) return undefined;
-      await reload().catch((err: unknown) => options.logger.warn({ err }, 'could not reread the signing keys'));
+      await rereadQuietly();
       return publicKeys.get(kid);
     },
     reload,
-    startReloading(intervalMs) {
-      const timer = setInterval(() => {
-        reload().catch((err: unknown) => options.logger.warn({ err }, 'could not reread the signing keys'));
-      }, intervalMs);
-      timer.unref();
-      return () => clearInterval(timer);
-    },
+    startReloading: (intervalMs) => repeatEvery(intervalMs, rereadQuietly),
   };
 }
