@@ -2,27 +2,26 @@ import Koa, { type Middleware } from 'koa';
 import cors from '@koa/cors';
 import { accessLog, errorHandler, healthRoutes, REQUEST_ID_HEADER, requestId, securityHeaders, type Logger } from '@gatehouse/common';
 import type { GatewayConfig } from './config';
-import { checkUpstream, createUpstreamAgents, proxyTo, type UpstreamAgents } from './proxy';
+import { proxyTo } from './proxy';
 import { rateLimitPerIp } from './rate-limit';
+import { createUpstreamPools, type UpstreamPools } from './upstreams';
 
 export type { GatewayConfig } from './config';
-export type { UpstreamAgents } from './proxy';
+export type { UpstreamPools } from './upstreams';
 
 /** What the gateway needs from its composition root. */
 export interface GatewayDeps {
   config: GatewayConfig;
   logger: Logger;
   /**
-   * The upstream connection pools. Pass them to be able to destroy them at shutdown (main and
-   * the tests do); when omitted, the app makes its own.
+   * The services' instances, with their connection pools and health checks. Pass them to be
+   * able to close them at shutdown (main and the tests do); when omitted, the app makes its own.
    */
-  agents?: UpstreamAgents;
+  pools?: UpstreamPools;
 }
 
 // The seed tutorial's exact text: its clients check it to see that the API is up.
 const WELCOME = Object.freeze({ message: 'Welcome to the Node.js JWT Authentication application.' });
-// Readiness must answer quickly for the orchestrator, whatever the request timeout is.
-const READINESS_TIMEOUT_MS = 2_000;
 
 /** True for `prefix` itself and anything below it (`/api/auth`, `/api/auth/x`, not `/api/authx`). */
 function isUnder(path: string, prefix: string): boolean {
@@ -35,12 +34,11 @@ function isUnder(path: string, prefix: string): boolean {
  */
 export function createApp(deps: GatewayDeps): Koa {
   const { config, logger } = deps;
-  const agents = deps.agents ?? createUpstreamAgents(config);
+  const pools = deps.pools ?? createUpstreamPools(config, logger);
   const allowedOrigins = new Set(config.corsOrigins);
   const timeoutMs = config.upstreamTimeoutMs;
-  const readinessTimeoutMs = Math.min(timeoutMs, READINESS_TIMEOUT_MS);
-  const toAuth = proxyTo({ name: 'auth', target: config.authUrl, agent: agents.auth, timeoutMs, logger });
-  const toContent = proxyTo({ name: 'content', target: config.contentUrl, agent: agents.content, timeoutMs, logger });
+  const toAuth = proxyTo({ pool: pools.auth, timeoutMs, logger });
+  const toContent = proxyTo({ pool: pools.content, timeoutMs, logger });
   const limitAuth: Middleware =
     config.authRateLimitPerMinute > 0
       ? rateLimitPerIp({ limit: config.authRateLimitPerMinute, windowMs: 60_000 })
@@ -62,12 +60,8 @@ export function createApp(deps: GatewayDeps): Koa {
     }),
   );
   app.use(answerPreflight());
-  app.use(
-    healthRoutes({
-      auth: () => checkUpstream(config.authUrl, agents.auth, readinessTimeoutMs),
-      content: () => checkUpstream(config.contentUrl, agents.content, readinessTimeoutMs),
-    }),
-  );
+  // Ready while at least one instance of each service is.
+  app.use(healthRoutes({ auth: () => pools.auth.checkAll(), content: () => pools.content.checkAll() }));
   app.use(function welcome(ctx, next) {
     if (ctx.path !== '/' || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) return next();
     ctx.body = WELCOME;

@@ -1,7 +1,7 @@
 import { createLogger, exitOnSignals, runClustered, startServer, type Logger } from '@gatehouse/common';
 import { createApp } from './app';
 import { loadConfig, type GatewayConfig } from './config';
-import { createUpstreamAgents, destroyUpstreamAgents } from './proxy';
+import { closeUpstreamPools, createUpstreamPools } from './upstreams';
 
 /** Composition root: reads the environment, wires the real dependencies and listens. */
 async function main(): Promise<void> {
@@ -11,12 +11,12 @@ async function main(): Promise<void> {
 }
 
 async function serve(config: GatewayConfig, logger: Logger): Promise<void> {
-  const agents = createUpstreamAgents(config);
-  const app = createApp({ config, logger, agents });
+  const pools = createUpstreamPools(config, logger);
+  const app = createApp({ config, logger, pools });
   const running = await startServer(app, { port: config.port, host: config.host, logger });
-  logger.info({ url: running.url, auth: config.authUrl, content: config.contentUrl }, 'listening');
+  logger.info({ url: running.url, auth: config.authUrls, content: config.contentUrls }, 'listening');
   // In-flight proxied requests finish during close(); only then drop the pooled sockets.
-  exitOnSignals(running, logger, async () => destroyUpstreamAgents(agents));
+  exitOnSignals(running, logger, async () => closeUpstreamPools(pools));
 }
 
 main().catch((err: unknown) => {

@@ -1,51 +1,8 @@
 import http from 'node:http';
-import https from 'node:https';
 import type { Middleware } from 'koa';
 import { createProxyMiddleware, type Plugin } from 'http-proxy-middleware';
 import { REQUEST_ID_HEADER, type Logger } from '@gatehouse/common';
-
-/** The services behind the gateway; the name appears in error messages and logs. */
-export type UpstreamName = 'auth' | 'content';
-
-/** One keep-alive connection pool per upstream. */
-export type UpstreamAgents = Record<UpstreamName, http.Agent>;
-
-// Idle pooled sockets are closed well before the services' 65 s keepAliveTimeout (see
-// startServer in @gatehouse/common): if the service closed first, the gateway could pick a
-// socket at the very moment it is being closed and turn a healthy request into a 502.
-const AGENT_IDLE_TIMEOUT_MS = 30_000;
-// Enough for bursts without letting one slow upstream eat every file descriptor.
-const AGENT_MAX_SOCKETS = 256;
-const AGENT_MAX_FREE_SOCKETS = 64;
-
-/**
- * Creates the keep-alive agent for an upstream at `url` (http or https).
- *
- * @remarks The caller owns it and calls `destroy()` at shutdown; idle sockets are unref'd by
- * Node, so a forgotten agent does not keep the process alive, but it keeps connections open.
- */
-export function createUpstreamAgent(url: string): http.Agent {
-  const options: http.AgentOptions = {
-    keepAlive: true,
-    maxSockets: AGENT_MAX_SOCKETS,
-    maxFreeSockets: AGENT_MAX_FREE_SOCKETS,
-    timeout: AGENT_IDLE_TIMEOUT_MS,
-    // Reuse the most recently used socket, so the surplus after a burst goes idle and is closed.
-    scheduling: 'lifo',
-  };
-  return url.startsWith('https:') ? new https.Agent(options) : new http.Agent(options);
-}
-
-/** Creates the agents for both upstreams of `config`. */
-export function createUpstreamAgents(config: { authUrl: string; contentUrl: string }): UpstreamAgents {
-  return { auth: createUpstreamAgent(config.authUrl), content: createUpstreamAgent(config.contentUrl) };
-}
-
-/** Closes every pooled socket of `agents`; in-flight requests on them fail. */
-export function destroyUpstreamAgents(agents: UpstreamAgents): void {
-  agents.auth.destroy();
-  agents.content.destroy();
-}
+import type { Upstream, UpstreamPool } from './upstreams';
 
 /** Why a proxied request was cut: the upstream stayed silent too long. */
 class UpstreamTimeoutError extends Error {}
@@ -69,33 +26,69 @@ function requestIdOf(req: http.IncomingMessage): string | undefined {
   return typeof id === 'string' ? id : undefined;
 }
 
-/** One upstream as `proxyTo` needs it. */
+/** A service's instances as `proxyTo` needs them. */
 export interface ProxyOptions {
-  name: UpstreamName;
-  /** Base URL; the request path is appended unchanged. */
-  target: string;
-  agent: http.Agent;
-  /** How long the upstream may stay silent (connecting, or between bytes) before a 504. */
+  pool: UpstreamPool;
+  /** How long an instance may stay silent (connecting, or between bytes) before a 504. */
   timeoutMs: number;
   logger: Logger;
 }
 
+// Errors that mean the instance could not be reached at all: it is taken out of rotation.
+const UNREACHABLE = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+
+function errorCode(err: unknown): string | undefined {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
 /**
- * Koa middleware that streams the request to `target` (path unchanged, body not parsed) and
- * the upstream's answer back to the client, status, headers and body untouched.
+ * True when `req` can be sent again to another instance after `err`: a GET or HEAD without a
+ * body (nothing to replay, and safe to repeat) that failed before any answer, for a reason
+ * other than our timeout (the instance may still be working on it).
+ */
+function canRetry(req: http.IncomingMessage, err: unknown): boolean {
+  if (err instanceof UpstreamTimeoutError) return false;
+  if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] === undefined && (length === undefined || length === '0');
+}
+
+/**
+ * Koa middleware that streams the request to one of `pool`'s instances, round-robin over the
+ * healthy ones (path unchanged, body not parsed), and the answer back to the client, status,
+ * headers and body untouched.
  *
- * Errors before the upstream answered become JSON 502 `gateway.upstream_unavailable` (refused,
+ * An instance that refuses the connection is taken out of rotation until a health check
+ * passes. A GET or HEAD that fails before any answer is tried once on each other instance.
+ * Otherwise errors before the answer become JSON 502 `gateway.upstream_unavailable` (refused,
  * reset, unknown host) or 504 `gateway.upstream_timeout` (silent for `timeoutMs`); after the
  * answer started, the client connection is cut so a truncated body never looks complete.
  *
  * @remarks The response bypasses Koa (`ctx.respond = false`), so it must be the last
- * middleware for the requests it handles. Build it once per upstream: it owns an http-proxy
+ * middleware for the requests it handles. Build it once per service: it owns an http-proxy
  * server and its event listeners.
  */
 export function proxyTo(options: ProxyOptions): Middleware {
-  const { name, timeoutMs, logger } = options;
+  const { pool, timeoutMs, logger } = options;
+  const name = pool.name;
   const unavailable = `The ${name} service is unavailable.`;
   const tooSlow = `The ${name} service did not answer in time.`;
+  // Per request: the instances tried so far, the last one first in line for blame.
+  const attempts = new WeakMap<http.IncomingMessage, { current: Upstream; tried: Set<Upstream> }>();
+  const requestOptions = {
+    agent: pool.agent,
+    // `Connection` is hop-by-hop: a client's `Connection: close` must not close the pooled
+    // upstream socket.
+    headers: { connection: 'keep-alive' },
+  };
+
+  /** The instance for a new request; every instance is a candidate, so there always is one. */
+  function route(req: http.IncomingMessage): string {
+    const current = pool.pick()!;
+    attempts.set(req, { current, tried: new Set([current]) });
+    return current.url;
+  }
 
   const guardExchange: Plugin = (proxyServer) => {
     proxyServer.on('proxyReq', (proxyReq, _req, res) => {
@@ -137,25 +130,36 @@ export function proxyTo(options: ProxyOptions): Middleware {
       // The client already left (its request was cut on purpose): nobody to answer.
       if (res.destroyed) return;
       const requestId = requestIdOf(req);
+      const attempt = attempts.get(req);
+      const url = attempt?.current.url;
+      const code = errorCode(err);
+      if (attempt !== undefined && code !== undefined && UNREACHABLE.has(code)) pool.markDown(attempt.current, code);
       if (res.headersSent) {
-        logger.warn({ err, upstream: name, requestId }, 'upstream failed mid-answer; client connection cut');
+        logger.warn({ err, upstream: name, url, requestId }, 'upstream failed mid-answer; client connection cut');
         res.destroy();
+        return;
+      }
+      const next = attempt !== undefined && canRetry(req, err) ? pool.pick(attempt.tried) : undefined;
+      if (attempt !== undefined && next !== undefined) {
+        logger.warn({ err, upstream: name, url, retry: next.url, requestId }, 'upstream request failed; trying another instance');
+        attempt.current = next;
+        attempt.tried.add(next);
+        proxyServer.web(req, res, { ...requestOptions, target: next.url });
         return;
       }
       const timedOut = err instanceof UpstreamTimeoutError;
       const status = timedOut ? 504 : 502;
-      logger.error({ err, upstream: name, requestId, status }, 'upstream request failed');
+      logger.error({ err, upstream: name, url, requestId, status }, 'upstream request failed');
       if (timedOut) sendError(res, status, 'gateway.upstream_timeout', tooSlow, requestId);
       else sendError(res, status, 'gateway.upstream_unavailable', unavailable, requestId);
     });
   };
 
   const proxy = createProxyMiddleware({
-    target: options.target,
-    agent: options.agent,
-    // `Connection` is hop-by-hop: a client's `Connection: close` must not close the pooled
-    // upstream socket.
-    headers: { connection: 'keep-alive' },
+    ...requestOptions,
+    // Required by http-proxy-middleware alongside a router; `route` picks the real one.
+    target: pool.members[0]!.url,
+    router: route,
     // The default plugins log through console, attach debug listeners to every request and
     // answer errors in plain text; ours does all that is needed.
     ejectPlugins: true,
@@ -177,21 +181,4 @@ export function proxyTo(options: ProxyOptions): Middleware {
     if (headers.expect !== undefined) delete headers.expect;
     return proxy(ctx.req, ctx.res);
   };
-}
-
-/**
- * Resolves when `GET <url>/healthz` answers 200 within `timeoutMs`, through the proxy's own
- * `agent` so readiness exercises the same connection pool as real traffic.
- */
-export function checkUpstream(url: string, agent: http.Agent, timeoutMs: number): Promise<void> {
-  const client = url.startsWith('https:') ? https : http;
-  return new Promise((resolve, reject) => {
-    const req = client.get(`${url}/healthz`, { agent, timeout: timeoutMs }, (res) => {
-      res.resume();
-      if (res.statusCode === 200) resolve();
-      else reject(new Error(`${url}/healthz answered ${res.statusCode}`));
-    });
-    req.once('timeout', () => req.destroy(new Error(`${url}/healthz gave no answer within ${timeoutMs} ms`)));
-    req.once('error', reject);
-  });
 }

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { createSilentLogger, startServer } from '@gatehouse/common';
 import { createApp } from '../src/app';
 import { loadConfig } from '../src/config';
-import { createUpstreamAgents, destroyUpstreamAgents } from '../src/proxy';
+import { closeUpstreamPools, createUpstreamPools } from '../src/upstreams';
 
 // The gateway in front of fake auth and content services: real sockets on port 0 everywhere,
 // so what is checked is what goes over the wire.
@@ -32,8 +32,10 @@ interface FakeUpstream {
   port: number;
   /** TCP connections accepted so far. */
   connections: number;
-  /** Requests received so far. */
+  /** Requests received so far, health checks not counted. */
   requests: number;
+  /** What its `/readyz` answers: 200 while true, 503 once a test sets it false. */
+  ready: boolean;
 }
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -61,13 +63,15 @@ async function closeServer(server: http.Server): Promise<void> {
 }
 
 /** Answers the way a test asks by path; by default echoes the request it got as JSON. */
-function handleFake(service: string, req: http.IncomingMessage, res: http.ServerResponse): void {
+function handleFake(service: string, fake: FakeUpstream, req: http.IncomingMessage, res: http.ServerResponse): void {
   // What an Express service would add; the gateway must not pass it on.
   res.setHeader('x-powered-by', 'Express');
-  if (req.url === '/healthz') {
-    res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+  if (req.url === '/healthz' || req.url === '/readyz') {
+    const up = req.url === '/healthz' || fake.ready;
+    res.writeHead(up ? 200 : 503, { 'content-type': 'application/json' }).end(`{"status":"${up ? 'ok' : 'unready'}"}`);
     return;
   }
+  fake.requests += 1;
   if (req.url?.endsWith('/bad-request')) {
     res.writeHead(400, { 'content-type': 'application/json; charset=utf-8' }).end(BAD_REQUEST_BODY);
     return;
@@ -98,15 +102,12 @@ function handleFake(service: string, req: http.IncomingMessage, res: http.Server
 }
 
 async function startFakeUpstream(service: string, port = 0): Promise<FakeUpstream> {
-  const server = http.createServer((req, res) => {
-    fake.requests += 1;
-    handleFake(service, req, res);
-  });
+  const server = http.createServer((req, res) => handleFake(service, fake, req, res));
   server.keepAliveTimeout = 65_000; // as startServer does for the real services
   server.on('connection', () => {
     fake.connections += 1;
   });
-  const fake: FakeUpstream = { server, url: '', port: 0, connections: 0, requests: 0 };
+  const fake: FakeUpstream = { server, url: '', port: 0, connections: 0, requests: 0, ready: true };
   fake.port = await listen(server, port);
   fake.url = `http://127.0.0.1:${fake.port}`;
   cleanups.push(() => closeServer(server));
@@ -141,15 +142,17 @@ async function startGateway(upstreams: {
     CONTENT_URL: upstreams.content,
     CORS_ORIGINS: `${ALLOWED_ORIGIN}, ${OTHER_ALLOWED_ORIGIN}`,
     UPSTREAM_TIMEOUT_MS: String(upstreams.timeoutMs ?? TIMEOUT_MS),
+    // Off unless a test is about them: a check could land in the middle of a count.
+    HEALTH_CHECK_MS: '0',
     LOG_LEVEL: 'silent',
     ...upstreams.env,
   });
-  const agents = createUpstreamAgents(config);
-  const running = await startServer(createApp({ config, logger: createSilentLogger(), agents }), { port: 0 });
+  const pools = createUpstreamPools(config, createSilentLogger());
+  const running = await startServer(createApp({ config, logger: createSilentLogger(), pools }), { port: 0 });
   // Pushed after the upstreams, so run before them: gateway first, then its pools.
   cleanups.push(async () => {
     await running.close(1_000);
-    destroyUpstreamAgents(agents);
+    closeUpstreamPools(pools);
   });
   return running.url;
 }
@@ -432,7 +435,7 @@ describe('health', () => {
     expect(await res.json()).toEqual({ status: 'ok' });
   });
 
-  it('[GET /readyz] answers 200 when both services answer their /healthz', async () => {
+  it('[GET /readyz] answers 200 when both services answer their /readyz', async () => {
     const res = await fetch(`${gateway}/readyz`);
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ status: 'ready', checks: { auth: 'ok', content: 'ok' } });
@@ -563,5 +566,98 @@ describe('upstream keep-alive', () => {
     expect(echoSchema.parse(JSON.parse(first.body)).headers.connection).toBe('keep-alive');
     expect((await rawRequest(`${gw}/api/test/all`, { connection: 'close' })).status).toBe(200);
     expect(upstream.connections).toBe(1);
+  });
+});
+
+describe('several instances of a service', () => {
+  /** The service that answered each of `count` sequential GETs of `path`. */
+  async function servedBy(gw: string, path: string, count: number): Promise<string[]> {
+    const urls: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const res = await fetch(`${gw}${path}`);
+      expect(res.status).toBe(200);
+      urls.push(echoSchema.parse(await res.json()).service);
+    }
+    return urls;
+  }
+
+  /** Resolves once `condition` holds, polling; fails after `ms`. */
+  async function eventually(ms: number, condition: () => Promise<boolean>, what: string): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!(await condition())) {
+      if (Date.now() > deadline) throw new Error(`${what} did not happen within ${ms} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  it('[GET /api/test/all] takes turns between the instances listed in CONTENT_URL', async () => {
+    const a = await startFakeUpstream('content-a');
+    const b = await startFakeUpstream('content-b');
+    const gw = await startGateway({ auth: auth.url, content: `${a.url}, ${b.url}` });
+    expect(await servedBy(gw, '/api/test/all', 6)).toEqual(['content-a', 'content-b', 'content-a', 'content-b', 'content-a', 'content-b']);
+  });
+
+  it('[GET /api/test/user] retries on another instance when one refuses, then leaves it out', async () => {
+    const live = await startFakeUpstream('content-live');
+    const down = await closedPortUrl();
+    const gw = await startGateway({ auth: auth.url, content: `${down.url},${live.url}` });
+    // The first request meets the refusal and is answered by the live instance all the same.
+    expect(await servedBy(gw, '/api/test/user', 4)).toEqual(Array(4).fill('content-live'));
+    expect(live.requests).toBe(4);
+  });
+
+  it('[POST /api/auth/signup] is never sent twice: a refusal answers 502, and later requests skip that instance', async () => {
+    const live = await startFakeUpstream('auth-live');
+    const down = await closedPortUrl();
+    const gw = await startGateway({ auth: `${down.url},${live.url}`, content: content.url });
+    const post = () =>
+      fetch(`${gw}/api/auth/signup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"username":"ann"}' });
+    const first = await post();
+    expect(first.status).toBe(502);
+    expect(await first.json()).toMatchObject({ code: 'gateway.upstream_unavailable' });
+    for (let i = 0; i < 3; i++) expect((await post()).status).toBe(200);
+    expect(live.requests).toBe(3);
+  });
+
+  it('skips an instance whose /readyz fails, and takes it back once it passes', async () => {
+    const a = await startFakeUpstream('content-a');
+    const b = await startFakeUpstream('content-b');
+    const gw = await startGateway({ auth: auth.url, content: `${a.url},${b.url}`, env: { HEALTH_CHECK_MS: '25' } });
+    b.ready = false;
+    await eventually(2_000, async () => (await servedBy(gw, '/api/test/all', 2)).every((s) => s === 'content-a'), 'leaving b out');
+    expect(await servedBy(gw, '/api/test/all', 4)).toEqual(Array(4).fill('content-a'));
+    b.ready = true;
+    await eventually(2_000, async () => (await servedBy(gw, '/api/test/all', 2)).includes('content-b'), 'taking b back');
+    expect(new Set(await servedBy(gw, '/api/test/all', 4))).toEqual(new Set(['content-a', 'content-b']));
+  });
+
+  it('takes back an instance that was refusing once it listens again', async () => {
+    const a = await startFakeUpstream('content-a');
+    const down = await closedPortUrl();
+    const gw = await startGateway({ auth: auth.url, content: `${a.url},${down.url}`, env: { HEALTH_CHECK_MS: '25' } });
+    expect(await servedBy(gw, '/api/test/all', 3)).toEqual(Array(3).fill('content-a'));
+    await startFakeUpstream('content-b', down.port);
+    await eventually(2_000, async () => (await servedBy(gw, '/api/test/all', 2)).includes('content-b'), 'taking b back');
+  });
+
+  it('[GET /readyz] stays ready while one instance of each service is, and names the service with none', async () => {
+    const a = await startFakeUpstream('content-a');
+    const b = await startFakeUpstream('content-b');
+    const down = await closedPortUrl();
+    const gw = await startGateway({ auth: `${down.url},${auth.url}`, content: `${a.url},${b.url}` });
+    a.ready = false;
+    expect((await fetch(`${gw}/readyz`)).status).toBe(200);
+    b.ready = false;
+    const res = await fetch(`${gw}/readyz`);
+    expect(res.status).toBe(503);
+    expect(await res.json()).toEqual({ status: 'unready', checks: { auth: 'ok', content: 'failing' } });
+  });
+
+  it('[GET /api/test/all] with no instance ready still tries them, so a service that is only unready still answers', async () => {
+    const a = await startFakeUpstream('content-a');
+    const gw = await startGateway({ auth: auth.url, content: a.url, env: { HEALTH_CHECK_MS: '25' } });
+    a.ready = false;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await servedBy(gw, '/api/test/all', 2)).toEqual(['content-a', 'content-a']);
   });
 });

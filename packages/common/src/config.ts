@@ -17,12 +17,11 @@ export function parseEnv<S extends z.ZodType>(service: string, schema: S, env: N
 /** An env var holding a TCP port; 0 asks the OS for a free one. */
 export const portVar = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
 
+const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' });
+const withoutTrailingSlash = (url: string) => url.replace(/\/+$/, '');
+
 /** An env var holding an http(s) URL, without a trailing slash. */
-export const urlVar = (fallback: string) =>
-  z
-    .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
-    .default(fallback)
-    .transform((url) => url.replace(/\/+$/, ''));
+export const urlVar = (fallback: string) => httpUrl.default(fallback).transform(withoutTrailingSlash);
 
 /** An env var holding a comma-separated list. */
 export const listVar = (fallback: string) =>
@@ -35,5 +34,19 @@ export const listVar = (fallback: string) =>
         .map((item) => item.trim())
         .filter(Boolean),
     );
+
+/**
+ * A comma-separated list of http(s) URLs, each without its trailing slashes; at least one, and
+ * all of one scheme (one connection pool serves them all).
+ */
+export const urlListVar = (fallback: string) =>
+  listVar(fallback).pipe(
+    z
+      .array(httpUrl.transform(withoutTrailingSlash))
+      .min(1, { error: 'must list at least one http(s) URL' })
+      .refine((urls) => new Set(urls.map((url) => new URL(url).protocol)).size === 1, {
+        error: 'must not mix http and https URLs',
+      }),
+  );
 
 export const logLevelVar = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info');
