@@ -1,6 +1,7 @@
 import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { repeatEvery, type Logger } from '@gatehouse/common';
 import { ACCESS_TOKEN_ALGORITHM } from './claims';
+import { createJsonGetter, urlList } from './fetch-json';
 
 /** A JSON Web Key as published in Gatehouse's JWKS (RSA public keys only). */
 export interface PublicJwk {
@@ -28,7 +29,8 @@ export interface KeyResolver {
 }
 
 export interface JwksClientOptions {
-  url: string;
+  /** The JWKS address; with several auth instances, one per instance, tried in turn. */
+  url: string | readonly string[];
   logger: Logger;
   /** Unknown `kid`s trigger a refetch at most this often, so forged kids cannot flood auth. */
   minRefetchIntervalMs?: number;
@@ -71,16 +73,15 @@ export function createJwksClient(options: JwksClientOptions): JwksClient {
   const minInterval = options.minRefetchIntervalMs ?? 10_000;
   const timeoutMs = options.timeoutMs ?? 2_000;
   const now = options.now ?? Date.now;
-  const doFetch = options.fetch ?? fetch;
+  const urls = urlList(options.url);
+  const getJwks = createJsonGetter('JWKS', urls, timeoutMs, options.fetch);
   let keys = new Map<string, KeyObject>();
   let lastAttempt = Number.NEGATIVE_INFINITY;
   let inFlight: Promise<void> | undefined;
 
   async function load(): Promise<void> {
     lastAttempt = now();
-    const response = await doFetch(options.url, { signal: AbortSignal.timeout(timeoutMs) });
-    if (!response.ok) throw new Error(`JWKS answered ${response.status}`);
-    const body: unknown = await response.json();
+    const body = await getJwks();
     if (typeof body !== 'object' || body === null || !('keys' in body) || !Array.isArray(body.keys)) {
       throw new Error('JWKS has no keys array');
     }
@@ -97,7 +98,7 @@ export function createJwksClient(options: JwksClientOptions): JwksClient {
   function refresh(): Promise<void> {
     inFlight ??= load()
       .catch((err: unknown) => {
-        options.logger.warn({ err, url: options.url }, 'could not fetch signing keys; keeping cached ones');
+        options.logger.warn({ err, urls }, 'could not fetch signing keys; keeping cached ones');
         throw err;
       })
       .finally(() => {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { repeatEvery, type Logger } from '@gatehouse/common';
 import type { AccessTokenClaims } from './claims';
+import { createJsonGetter, urlList } from './fetch-json';
 
 /**
  * The revocation feed the auth service publishes at `/internal/revocations`: for each user
@@ -15,7 +16,8 @@ export type RevocationFeed = z.infer<typeof revocationFeedSchema>;
 
 /** Where the feed is and how to fetch it. */
 export interface RevocationFeedClientOptions {
-  url: string;
+  /** The feed's address; with several auth instances, one per instance, tried in turn. */
+  url: string | readonly string[];
   logger: Logger;
   timeoutMs?: number;
   fetch?: typeof fetch;
@@ -43,19 +45,18 @@ export interface RevocationFeedClient {
  */
 export function createRevocationFeedClient(options: RevocationFeedClientOptions): RevocationFeedClient {
   const timeoutMs = options.timeoutMs ?? 2_000;
-  const doFetch = options.fetch ?? fetch;
+  const urls = urlList(options.url);
+  const getFeed = createJsonGetter('revocation feed', urls, timeoutMs, options.fetch);
   let minVersionBySub = new Map<string, number>();
   let loaded = false;
   let failing = false;
   let inFlight: Promise<void> | undefined;
 
   async function load(): Promise<void> {
-    const response = await doFetch(options.url, { signal: AbortSignal.timeout(timeoutMs) });
-    if (!response.ok) throw new Error(`revocation feed answered ${response.status}`);
-    const feed = revocationFeedSchema.parse(await response.json());
+    const feed = revocationFeedSchema.parse(await getFeed());
     minVersionBySub = new Map(feed.revocations.map((entry) => [entry.sub, entry.ver]));
     loaded = true;
-    if (failing) options.logger.info({ url: options.url }, 'revocation feed reachable again');
+    if (failing) options.logger.info({ urls }, 'revocation feed reachable again');
     failing = false;
   }
 
@@ -63,7 +64,7 @@ export function createRevocationFeedClient(options: RevocationFeedClientOptions)
     inFlight ??= load()
       .catch((err: unknown) => {
         // Warn once per outage, not once per poll.
-        if (!failing) options.logger.warn({ err, url: options.url }, 'could not fetch the revocation feed; keeping the last one');
+        if (!failing) options.logger.warn({ err, urls }, 'could not fetch the revocation feed; keeping the last one');
         failing = true;
         throw err;
       })

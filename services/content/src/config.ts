@@ -1,10 +1,10 @@
 import { z } from 'zod';
-import { logLevelVar, parseEnv, portVar, urlVar, workersVar } from '@gatehouse/common';
+import { logLevelVar, parseEnv, portVar, urlListVar, workersVar } from '@gatehouse/common';
 
 const schema = z.object({
   PORT: portVar(4002),
   HOST: z.string().min(1).default('127.0.0.1'),
-  AUTH_URL: urlVar('http://127.0.0.1:4001'),
+  AUTH_URL: urlListVar('http://127.0.0.1:4001'),
   JWT_ISSUER: z.string().min(1).default('gatehouse'),
   JWT_AUDIENCE: z.string().min(1).default('gatehouse'),
   CLOCK_TOLERANCE_SECONDS: z.coerce.number().int().min(0).max(300).default(5),
@@ -22,10 +22,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
   return Object.freeze({
     port: parsed.PORT,
     host: parsed.HOST,
-    /** Where the auth service publishes its public keys. */
-    jwksUrl: `${parsed.AUTH_URL}/.well-known/jwks.json`,
-    /** Where the auth service publishes the revocation feed (not routed by the gateway). */
-    revocationsUrl: `${parsed.AUTH_URL}/internal/revocations`,
+    /** Where the auth instances publish their public keys; tried in turn. */
+    jwksUrls: Object.freeze(parsed.AUTH_URL.map((url) => `${url}/.well-known/jwks.json`)),
+    /** Where the auth instances publish the revocation feed (not routed by the gateway). */
+    revocationsUrls: Object.freeze(parsed.AUTH_URL.map((url) => `${url}/internal/revocations`)),
     issuer: parsed.JWT_ISSUER,
     audience: parsed.JWT_AUDIENCE,
     clockToleranceSeconds: parsed.CLOCK_TOLERANCE_SECONDS,

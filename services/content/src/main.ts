@@ -11,15 +11,15 @@ async function main(): Promise<void> {
 }
 
 async function serve(config: ContentConfig, logger: Logger): Promise<void> {
-  const keys = createJwksClient({ url: config.jwksUrl, logger, minRefetchIntervalMs: config.jwksMinRefetchMs });
-  const revocations = createRevocationFeedClient({ url: config.revocationsUrl, logger });
+  const keys = createJwksClient({ url: config.jwksUrls, logger, minRefetchIntervalMs: config.jwksMinRefetchMs });
+  const revocations = createRevocationFeedClient({ url: config.revocationsUrls, logger });
   // Warm both caches; when auth is not up yet, the pollers and the first unknown kid try again.
   await Promise.all([keys.refresh().catch(() => undefined), revocations.refresh().catch(() => undefined)]);
   const stopPolling = revocations.start(config.revocationPollMs);
   const stopRefreshing = keys.start(config.jwksRefreshMs);
   const app = createApp({ config, keys, revocations, logger });
   const running = await startServer(app, { port: config.port, host: config.host, logger });
-  logger.info({ url: running.url, jwks: config.jwksUrl }, 'content listening');
+  logger.info({ url: running.url, jwks: config.jwksUrls }, 'content listening');
   exitOnSignals(running, logger, async () => {
     stopPolling();
     stopRefreshing();
