@@ -77,8 +77,47 @@ export function createDb(config: DbConfig, logger?: Logger): Db {
   };
 }
 
-/** Brings the schema up to date; safe to run from several instances at once (knex's lock). */
+// Held by the instance that migrates; the others wait for it (see migrateDb).
+const MIGRATIONS_LOCK = "hashtext('gatehouse.migrations')";
+const MIGRATIONS_LOCK_POLL_MS = 100;
+const MIGRATIONS_LOCK_WAIT_MS = 5 * 60_000;
+
+/**
+ * Brings the schema up to date. Safe when several instances start at once on one PostgreSQL:
+ * they take turns on an advisory lock, so one migrates and the others find nothing left to do.
+ *
+ * @remarks knex's own lock does not serialise them: a second instance fails with a duplicate
+ * `knex_migrations` table, or with "Migration table is already locked", instead of waiting.
+ */
 export async function migrateDb(knex: Knex, logger?: Logger): Promise<void> {
-  const [, applied] = await knex.migrate.latest({ migrationSource });
+  const migrate = () => knex.migrate.latest({ migrationSource });
+  const [, applied] = knex.client.config.client === 'pg' ? await whileHoldingMigrationsLock(knex, migrate, logger) : await migrate();
   if (applied.length > 0) logger?.info({ migrations: applied }, 'database migrated');
+}
+
+/** Runs `work` while this process holds the session-level migrations lock, waiting for it. */
+async function whileHoldingMigrationsLock<T>(knex: Knex, work: () => Promise<T>, logger?: Logger): Promise<T> {
+  // A session lock lives on one connection: hold one for the duration (migrations use others).
+  const connection: unknown = await knex.client.acquireConnection();
+  try {
+    const deadline = Date.now() + MIGRATIONS_LOCK_WAIT_MS;
+    let waiting = false;
+    // pg_try_advisory_lock in a loop rather than pg_advisory_lock: each try returns at once, so
+    // the statement timeout never cuts a long wait.
+    for (;;) {
+      const result = await knex.raw(`SELECT pg_try_advisory_lock(${MIGRATIONS_LOCK}) AS locked`).connection(connection);
+      if ((result.rows as { locked: boolean }[])[0]?.locked) break;
+      if (Date.now() > deadline) throw new Error('another instance held the migrations lock for 5 minutes');
+      if (!waiting) logger?.info('another instance is migrating the database; waiting for it');
+      waiting = true;
+      await new Promise((resolve) => setTimeout(resolve, MIGRATIONS_LOCK_POLL_MS));
+    }
+    try {
+      return await work();
+    } finally {
+      await knex.raw(`SELECT pg_advisory_unlock(${MIGRATIONS_LOCK})`).connection(connection);
+    }
+  } finally {
+    await knex.client.releaseConnection(connection);
+  }
 }
