@@ -1,5 +1,5 @@
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import type Koa from 'koa';
 import type { Middleware } from 'koa';
 import type { Logger } from './logger';
@@ -37,26 +37,57 @@ export function healthRoutes(checks: ReadinessChecks = {}): Middleware {
   };
 }
 
+/** How long a service may take to stop after SIGTERM before it exits anyway. */
+export const SHUTDOWN_TIMEOUT_MS = 10_000;
+// Of that, what is kept for closing pools and workers once the requests are done.
+const CLEANUP_RESERVE_MS = 2_000;
+// Once shutdown has begun, how long a kept-alive connection may sit idle before it is closed.
+const DRAIN_IDLE_MS = 500;
+
 export interface RunningServer {
   server: http.Server;
   /** `http://127.0.0.1:<port>` (or the bound host). */
   url: string;
   port: number;
-  /** Stops accepting, lets in-flight requests finish (up to `graceMs`), then resolves. */
-  close(graceMs?: number): Promise<void>;
+  /**
+   * Stops accepting connections, answers the requests already sent (each with
+   * `Connection: close`), closes the connections as they fall idle, and resolves once none is
+   * left. Connections still busy after `graceMs` are cut; `forced` says whether any were.
+   */
+  close(graceMs?: number): Promise<{ forced: boolean }>;
 }
 
 /**
  * Listens with `app` on `port` (0 = any free port) and resolves once bound.
  *
- * @remarks keep-alive sockets are closed when idle at shutdown and forcibly after the grace
- * period, so `close()` never hangs on a client that keeps a connection open.
+ * @remarks Shutdown does not reset a request a client has sent. Node's `http.Server#close()`
+ * destroys every idle keep-alive connection at once; but a connection is idle to the server
+ * until it has read the next request, so a client that has just written one on it gets
+ * ECONNRESET (issue 5, item 3, measured in `test/e2e/shutdown.e2e.test.ts`). So `close()` stops
+ * the listener only, sends `Connection: close` on every response from then on (also on a
+ * proxied response whose upstream said keep-alive), and closes a connection only after it has
+ * been idle for a moment: by then its client has either sent its next request, or is not
+ * about to.
  */
 export async function startServer(
   app: Koa,
   options: { port: number; host?: string; logger?: Logger },
 ): Promise<RunningServer> {
-  const server = http.createServer(app.callback());
+  let draining = false;
+  class ShutdownAwareResponse extends http.ServerResponse {
+    // Every response writes its head through here, also one whose head is implicit (`end()`).
+    override writeHead(
+      statusCode: number,
+      reasonOrHeaders?: string | http.OutgoingHttpHeaders | http.OutgoingHttpHeader[],
+      headers?: http.OutgoingHttpHeaders | http.OutgoingHttpHeader[],
+    ): this {
+      if (draining && !this.headersSent) this.setHeader('connection', 'close');
+      return typeof reasonOrHeaders === 'string'
+        ? super.writeHead(statusCode, reasonOrHeaders, headers)
+        : super.writeHead(statusCode, reasonOrHeaders);
+    }
+  }
+  const server = http.createServer({ ServerResponse: ShutdownAwareResponse }, app.callback());
   // Behind the gateway's keep-alive agent: keep idle sockets longer than the agent does, so the
   // server never closes one the gateway is just about to reuse.
   server.keepAliveTimeout = 65_000;
@@ -74,39 +105,69 @@ export async function startServer(
   const { port } = server.address() as AddressInfo;
   const shownHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
 
+  let closing: Promise<{ forced: boolean }> | undefined;
   return {
     server,
     port,
     url: `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${port}`,
-    close(graceMs = 10_000) {
-      return new Promise<void>((resolve) => {
-        const force = setTimeout(() => server.closeAllConnections(), graceMs);
+    close(graceMs = SHUTDOWN_TIMEOUT_MS - CLEANUP_RESERVE_MS) {
+      closing ??= new Promise((resolve) => {
+        draining = true;
+        // A connection whose answer went out before shutdown, with keep-alive, closes once idle.
+        server.keepAliveTimeout = DRAIN_IDLE_MS;
+        let forced = false;
+        const sweep = setTimeout(() => server.closeIdleConnections(), DRAIN_IDLE_MS);
+        const force = setTimeout(() => {
+          forced = true;
+          server.closeAllConnections();
+        }, graceMs);
+        sweep.unref();
         force.unref();
-        server.close(() => {
+        // net's close, not http's: see @remarks. Calls back once the last connection has closed.
+        net.Server.prototype.close.call(server, () => {
+          clearTimeout(sweep);
           clearTimeout(force);
-          resolve();
+          resolve({ forced });
         });
-        server.closeIdleConnections();
       });
+      return closing;
     },
   };
 }
 
 /**
  * Runs a service until SIGTERM or SIGINT: then stops accepting, finishes in-flight requests,
- * runs `onShutdown` (close pools) and exits 0. Used by every `main.ts`.
+ * runs `onShutdown` (close pools) and exits: 0 when every request was answered, 1 when some
+ * had to be cut or shutdown took longer than `timeoutMs` (then the process exits anyway).
+ * Used by every `main.ts`.
+ *
+ * @remarks A second SIGINT or SIGTERM during shutdown gets Node's default handling and ends
+ * the process at once (Ctrl-C twice).
  */
-export function exitOnSignals(running: RunningServer, logger: Logger, onShutdown: () => Promise<void> = async () => {}): void {
+export function exitOnSignals(
+  running: RunningServer,
+  logger: Logger,
+  onShutdown: () => Promise<void> = async () => {},
+  options: { timeoutMs?: number } = {},
+): void {
+  const timeoutMs = options.timeoutMs ?? SHUTDOWN_TIMEOUT_MS;
   let stopping = false;
   const stop = async (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
+    // Referenced, so that a cleanup stuck on a promise nothing will settle cannot let the
+    // event loop run dry and the process end with 0 as if all had gone well.
+    setTimeout(() => {
+      logger.error({ timeoutMs }, 'shutdown did not finish in time; exiting');
+      process.exit(1);
+    }, timeoutMs);
     try {
-      await running.close();
+      const { forced } = await running.close(Math.max(timeoutMs - CLEANUP_RESERVE_MS, timeoutMs / 2));
+      if (forced) logger.warn('requests still under way at the shutdown deadline were cut');
       await onShutdown();
       logger.info('stopped');
-      process.exit(0);
+      process.exit(forced ? 1 : 0);
     } catch (err) {
       logger.error({ err }, 'shutdown failed');
       process.exit(1);
