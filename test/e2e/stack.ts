@@ -99,3 +99,44 @@ export function isClosed(port: number): Promise<boolean> {
     socket.once('error', () => resolve(true));
   });
 }
+
+/** One service (`services/auth/src/main.ts`, …) running as a child process on its own port. */
+export interface ServiceProcess {
+  child: ChildProcess;
+  url: string;
+  port: number;
+  /** Resolves once the process has exited, with its exit code (null when a signal ended it). */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Everything the process wrote so far (stdout and stderr). */
+  output(): string;
+}
+
+/**
+ * Starts one service from its entry file, the way `pnpm start` does, with `PORT` free, and
+ * resolves once its `/healthz` answers.
+ */
+export async function startService(entry: string, env: NodeJS.ProcessEnv, timeoutMs = 60_000): Promise<ServiceProcess> {
+  const port = await freePort();
+  const child = runTs(entry, [], { PORT: String(port), ...env });
+  let output = '';
+  child.stdout?.on('data', (chunk) => (output += chunk));
+  child.stderr?.on('data', (chunk) => (output += chunk));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  );
+  let gone = false;
+  void exited.then(() => (gone = true));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const up = await fetch(`${url}/healthz`).then((res) => res.ok, () => false);
+    if (up) break;
+    if (gone) throw new Error(`${entry} exited before it was healthy:\n${output}`);
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`${entry} was not healthy within ${timeoutMs} ms:\n${output}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return { child, url, port, exited, output: () => output };
+}
