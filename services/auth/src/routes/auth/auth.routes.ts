@@ -1,10 +1,10 @@
 import type Router from '@koa/router';
 import type { Middleware } from 'koa';
+import { refreshBody, signInBody, signOutBody, signUpBody } from '@gatehouse/api';
 import { authenticatedUser, toAuthority } from '@gatehouse/tokens';
 import type { UserRecord } from '../../db/repositories/user.repository';
 import type { AuthService, Session } from '../../services/auth.service';
 import { authenticatedAccount, requestMeta } from '../authenticate';
-import { refreshBody, signInBody, signOutBody, signUpBody } from './auth.schema';
 
 /** The user as the tutorial's clients know them: roles spelt `ROLE_USER`. */
 export function presentProfile(user: UserRecord) {

@@ -1,5 +1,6 @@
 import type Router from '@koa/router';
 import type { Middleware } from 'koa';
+import { listEventsQuery, listUsersQuery, setRolesBody, userParams } from '@gatehouse/api';
 import { BadRequestError } from '@gatehouse/common';
 import { ROLES, authenticatedUser, requireRole, type RoleName } from '@gatehouse/tokens';
 import type { AuthEvent } from '../../db/repositories/event.repository';
@@ -7,7 +8,6 @@ import type { UserRecord } from '../../db/repositories/user.repository';
 import type { AdminService } from '../../services/admin.service';
 import { isRole } from '../../services/auth.service';
 import { requestMeta } from '../authenticate';
-import { listEventsQuery, listUsersQuery, setRolesBody, userParams } from './users.schema';
 
 /** A user as admins see them: plain role names, the names `PUT …/roles` takes. */
 export function presentUser(user: UserRecord) {
