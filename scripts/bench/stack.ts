@@ -215,13 +215,22 @@ async function launchListening(
   }
 }
 
+/** Variables set on top of the benchmark's settings, per service (`pnpm soak` keeps the sign-in throttle on). */
+export type StackOverrides = Partial<Record<keyof BenchStack, NodeJS.ProcessEnv>>;
+
 /**
  * Starts auth (which migrates the database, creates the signing key and the first admin), then
  * content and gateway, on free ports, and resolves once all three are ready; as `pnpm start`
  * does, with the benchmark's settings: logs at warn, bcrypt cost 10 (the tutorial's), and the
  * gateway's rate limit and the sign-in throttle off, since the load comes from one address.
+ * `overrides` replace or add variables of one service.
  */
-export async function startStack(processes: ProcessSet, database: BenchDatabase, admin: AdminAccount): Promise<BenchStack> {
+export async function startStack(
+  processes: ProcessSet,
+  database: BenchDatabase,
+  admin: AdminAccount,
+  overrides: StackOverrides = {},
+): Promise<BenchStack> {
   const common = { LOG_LEVEL: 'warn', BCRYPT_COST: '10', AUTH_RATE_LIMIT: '0', SIGNIN_MAX_FAILURES: '0' };
   const auth = await launchListening(
     processes,
@@ -234,6 +243,7 @@ export async function startStack(processes: ProcessSet, database: BenchDatabase,
       ADMIN_USERNAME: admin.username,
       ADMIN_EMAIL: admin.email,
       ADMIN_PASSWORD: admin.password,
+      ...overrides.auth,
     }),
     '/readyz',
   );
@@ -242,14 +252,14 @@ export async function startStack(processes: ProcessSet, database: BenchDatabase,
     processes,
     'content',
     'services/content/src/main.ts',
-    (port) => ({ ...common, PORT: String(port), AUTH_URL: auth.url }),
+    (port) => ({ ...common, PORT: String(port), AUTH_URL: auth.url, ...overrides.content }),
     '/readyz',
   );
   const gateway = await launchListening(
     processes,
     'gateway',
     'gateway/src/main.ts',
-    (port) => ({ ...common, PORT: String(port), AUTH_URL: auth.url, CONTENT_URL: content.url }),
+    (port) => ({ ...common, PORT: String(port), AUTH_URL: auth.url, CONTENT_URL: content.url, ...overrides.gateway }),
     '/readyz',
   );
   return { auth, content, gateway };
