@@ -149,8 +149,8 @@ const DESCRIPTION = [
   "`message` is the tutorial's text where it has one. Each response below lists the codes it can carry.",
   '',
   'Request bodies are JSON (415 otherwise) of at most 16 KiB (413); unknown fields and query parameters are refused',
-  '(400). A method a path does not serve is a 405 `request.method_not_allowed`; an unknown path a 404',
-  '`request.not_found`.',
+  '(400). Under `/api/auth` and `/api/test`, a method a path does not serve is a 405 `request.method_not_allowed`;',
+  'an unknown path is a 404 `request.not_found`.',
 ].join('\n');
 
 /** Converts the schemas of one registry; each becomes a component, and reuses refer to it. */
