@@ -14,7 +14,7 @@ export interface Verification {
   signedIn: number;
   /** Who could not, with the status they got. */
   lost: string[];
-  /** Users whose roles, read back through `GET /api/auth/users/:id`, are the last acknowledged ones. */
+  /** Users whose roles, read back through `GET /api/auth/users/:id`, are the last acknowledged ones (of those whose id is known). */
   rolesAsExpected: number;
   /** Who has other roles, and which. */
   rolesWrong: string[];
@@ -42,10 +42,16 @@ async function eachLimited<T>(items: readonly T[], concurrency: number, work: (i
   await Promise.all(Array.from({ length: concurrency }, worker));
 }
 
+/** A 5xx or no answer: says nothing about the user, so worth asking again. */
+const inconclusive = (status: number) => status === 0 || status >= 500;
+
 /**
  * Signs in every user the traffic signed up, then reads each one's roles back with the admin's
  * token, `concurrency` at a time; the requests are recorded in `recorder` (as `signin` and
  * `roles`), apart from the traffic's.
+ *
+ * @remarks A sign-in that got a 5xx or no answer is tried once more, alone, after the others:
+ * the 5xx counts against the soak anyway, and the second answer tells whether the user is lost.
  */
 export async function verifyUsers(
   gatewayUrl: string,
@@ -57,20 +63,12 @@ export async function verifyUsers(
 ): Promise<Verification> {
   const lost: string[] = [];
   const rolesWrong: string[] = [];
+  const retry: SoakUser[] = [];
   let signedIn = 0;
   let rolesAsExpected = 0;
 
-  await eachLimited(traffic.users, concurrency, async (user: SoakUser) => {
-    const { username, password } = user.account;
-    const signin = await send(gatewayUrl, { method: 'POST', path: '/api/auth/signin', json: { username, password } });
-    recorder.record('signin', `sign-in of ${username} after the traffic`, signin, [200]);
-    const id = valueAt(signin.body, 'id');
-    if (signin.status !== 200 || typeof id !== 'number') {
-      lost.push(`${username}: ${signin.status}`);
-      return;
-    }
-    signedIn += 1;
-    if (user.id !== undefined && user.id !== id) rolesWrong.push(`${username}: id ${id}, signed in before as ${user.id}`);
+  const checkRoles = async (user: SoakUser, id: number): Promise<void> => {
+    const { username } = user.account;
     const read = await send(gatewayUrl, { method: 'GET', path: `/api/auth/users/${id}`, token: adminToken });
     recorder.record('roles', `GET /api/auth/users/:id of ${username} after the traffic`, read, [200]);
     const roles = sortedRoles(valueAt(read.body, 'roles'));
@@ -80,7 +78,29 @@ export async function verifyUsers(
       const found = roles?.join(',') ?? `status ${read.status}`;
       rolesWrong.push(`${username}: ${found}, last acknowledged ${user.roles.join(',')} after ${user.roleChanges} change(s)`);
     }
-  });
+  };
+
+  const check = async (user: SoakUser, lastTry: boolean): Promise<void> => {
+    const { username, password } = user.account;
+    const signin = await send(gatewayUrl, { method: 'POST', path: '/api/auth/signin', json: { username, password } });
+    recorder.record('signin', `sign-in of ${username} after the traffic`, signin, [200]);
+    const id = valueAt(signin.body, 'id');
+    if (signin.status === 200 && typeof id === 'number') {
+      signedIn += 1;
+      if (user.id !== undefined && user.id !== id) rolesWrong.push(`${username}: id ${id}, signed in before as ${user.id}`);
+      return checkRoles(user, id);
+    }
+    if (inconclusive(signin.status) && !lastTry) {
+      retry.push(user);
+      return;
+    }
+    lost.push(`${username}: ${signin.status}`);
+    // Its roles can still be read back when a sign-in during the traffic told its id.
+    if (user.id !== undefined) await checkRoles(user, user.id);
+  };
+
+  await eachLimited(traffic.users, concurrency, (user) => check(user, false));
+  await eachLimited(retry, 1, (user) => check(user, true));
 
   const listing = await send(gatewayUrl, { method: 'GET', path: `/api/auth/users?q=${tag}&limit=1`, token: adminToken });
   recorder.record('roles', 'GET /api/auth/users?q=<tag> after the traffic', listing, [200]);
