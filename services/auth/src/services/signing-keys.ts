@@ -1,4 +1,4 @@
-import { createHash, createPrivateKey, createPublicKey, generateKeyPair, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPair, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
 import type { Knex } from 'knex';
 import { repeatEvery, type Logger } from '@gatehouse/common';
@@ -58,18 +58,32 @@ function publicJwkOf(row: SigningKeyRow): PublicJwk {
   return typeof row.public_jwk === 'string' ? JSON.parse(row.public_jwk) : row.public_jwk;
 }
 
-async function insertNewKey(trx: Knex, now: Date, activatesAt: Date): Promise<string> {
+/** A key pair ready to store, its kid the JWK thumbprint. */
+interface NewKey {
+  kid: string;
+  privateKeyPem: string;
+  publicJwk: JsonWebKey;
+}
+
+/**
+ * Generates a key pair. Done before taking the keys lock: on a busy machine RSA generation
+ * takes seconds, and another instance waiting for the lock would hit the statement timeout.
+ */
+async function generateKey(): Promise<NewKey> {
   const { privateKey } = await generateRsaKeyPair('rsa', { modulusLength: 2048 });
   const provisional = toPublicJwk('pending', createPublicKey(privateKey));
   const kid = thumbprint(provisional);
+  return { kid, privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), publicJwk: { ...provisional, kid } };
+}
+
+async function insertKey(trx: Knex, key: NewKey, now: Date, activatesAt: Date): Promise<void> {
   await trx('signing_keys').insert({
-    kid,
-    private_key_pem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
-    public_jwk: JSON.stringify({ ...provisional, kid }),
+    kid: key.kid,
+    private_key_pem: key.privateKeyPem,
+    public_jwk: JSON.stringify(key.publicJwk),
     created_at: now,
     activates_at: activatesAt,
   });
-  return kid;
 }
 
 /**
@@ -98,13 +112,16 @@ function signingKeyAt(rows: SigningKeyRow[], now: Date): SigningKeyRow | undefin
  * together create one key, not two.
  */
 export async function ensureSigningKey(knex: Knex, options: { logger: Logger; clock: () => Date }): Promise<void> {
+  const hasActiveKey = async (db: Knex) => (await db('signing_keys').whereNull('retired_at').first('kid')) !== undefined;
+  if (await hasActiveKey(knex)) return;
+  const key = await generateKey();
   await knex.transaction(async (trx) => {
     await trx.raw(KEYS_LOCK);
-    const active = await trx('signing_keys').whereNull('retired_at').first('kid');
-    if (active) return;
+    // Another instance may have created one while this one was generating.
+    if (await hasActiveKey(trx)) return;
     const now = options.clock();
-    const kid = await insertNewKey(trx, now, now);
-    options.logger.info({ kid }, 'created the first signing key');
+    await insertKey(trx, key, now, now);
+    options.logger.info({ kid: key.kid }, 'created the first signing key');
   });
 }
 
@@ -133,13 +150,15 @@ export async function rotateSigningKey(
   knex: Knex,
   options: { clock: () => Date; accessTokenTtlSeconds: number; activateAfterSeconds?: number; removeOld?: boolean },
 ): Promise<Rotation> {
+  const key = await generateKey();
   return knex.transaction(async (trx) => {
     await trx.raw(KEYS_LOCK);
     const now = options.clock();
     const delaySeconds = options.removeOld ? 0 : (options.activateAfterSeconds ?? 0);
     const activatesAt = new Date(now.getTime() + delaySeconds * 1000);
     const cutoff = new Date(now.getTime() - keyRetentionSeconds(options.accessTokenTtlSeconds) * 1000);
-    const kid = await insertNewKey(trx, now, activatesAt);
+    const kid = key.kid;
+    await insertKey(trx, key, now, activatesAt);
     const retiredRows: { kid: string }[] = await trx('signing_keys')
       .whereNot({ kid })
       .where((where) => where.whereNull('retired_at').orWhere('retired_at', '>', activatesAt))
