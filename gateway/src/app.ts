@@ -1,7 +1,9 @@
 import Koa, { type Middleware } from 'koa';
 import cors from '@koa/cors';
 import { accessLog, errorHandler, healthRoutes, REQUEST_ID_HEADER, requestId, securityHeaders, type Logger } from '@gatehouse/common';
+import { apiDocs } from './api-docs';
 import type { GatewayConfig } from './config';
+import { DEFAULT_CONSOLE_DIR, serveConsole } from './console';
 import { proxyTo } from './proxy';
 import { rateLimitPerIp } from './rate-limit';
 import { createUpstreamPools, type UpstreamPools } from './upstreams';
@@ -18,6 +20,8 @@ export interface GatewayDeps {
    * able to close them at shutdown (main and the tests do); when omitted, the app makes its own.
    */
   pools?: UpstreamPools;
+  /** The built web console; console/dist by default (tests may point elsewhere). */
+  consoleDir?: string;
 }
 
 // The seed tutorial's exact text: its clients check it to see that the API is up.
@@ -60,12 +64,17 @@ export function createApp(deps: GatewayDeps): Koa {
     }),
   );
   app.use(answerPreflight());
+  // The OpenAPI document and its docs page; after securityHeaders(), whose CSP it replaces for
+  // the page only.
+  app.use(apiDocs());
   // Ready while at least one instance of each service is.
   app.use(healthRoutes({ auth: () => pools.auth.checkAll(), content: () => pools.content.checkAll() }));
   app.use(function welcome(ctx, next) {
     if (ctx.path !== '/' || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) return next();
     ctx.body = WELCOME;
   });
+  // The web console; its responses carry their own CSP instead of the API's.
+  app.use(serveConsole({ dir: deps.consoleDir ?? DEFAULT_CONSOLE_DIR }));
   app.use(function route(ctx, next) {
     const path = ctx.path;
     if (isUnder(path, '/api/auth')) return limitAuth(ctx, () => toAuth(ctx, next));

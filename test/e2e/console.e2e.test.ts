@@ -1,13 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
-import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { buildUser } from '@gatehouse/testing';
-import { DEFAULT_CONSOLE_DIR, serveConsole } from '../../gateway/src/console';
-import { createSilentLogger, errorHandler, requestId, securityHeaders } from '../../packages/common/src';
 import { startStack, type RunningStack } from './stack';
 
 // The web console in Debian's Chromium, against the whole stack: sign up, sign in, the boards,
@@ -23,13 +19,6 @@ const alice = buildUser();
 /** The user's id, as the admin's user list shows it. */
 let aliceId = '';
 
-type Middleware = ReturnType<typeof serveConsole>;
-/** The part of a Koa app used here. */
-interface KoaApp {
-  use(middleware: Middleware): KoaApp;
-  callback(): http.RequestListener;
-}
-
 let stack: RunningStack | undefined;
 let front: { url: string; close(): Promise<void> } | undefined;
 let browser: Browser | undefined;
@@ -37,60 +26,9 @@ let page: Page;
 /** CSP and Trusted Types violations and uncaught errors in the page. */
 const pageProblems: string[] = [];
 
-/** Passes the request through to `target` as it is, and its answer back. */
-function passThrough(target: string): Middleware {
-  const upstream = new URL(target);
-  return function passToGateway(ctx) {
-    ctx.respond = false;
-    return new Promise<void>((resolve) => {
-      const outgoing = http.request(
-        { host: upstream.hostname, port: upstream.port, method: ctx.method, path: ctx.url, headers: { ...ctx.req.headers, host: upstream.host } },
-        (incoming) => {
-          ctx.res.writeHead(incoming.statusCode ?? 502, incoming.headers);
-          incoming.pipe(ctx.res);
-          incoming.on('end', resolve);
-        },
-      );
-      outgoing.on('error', (err) => {
-        ctx.res.destroy(err);
-        resolve();
-      });
-      ctx.req.pipe(outgoing);
-    });
-  };
-}
-
-/**
- * Where the browser opens the console, and how to stop serving it there.
- *
- * The gateway does not mount `serveConsole()` yet, so a front server here does: the gateway's
- * first middleware (errors, request id, security headers), `serveConsole()` on the built
- * console, and every other path passed through to the stack's gateway, so the page and the API
- * share one origin as they will behind the gateway. Once the gateway mounts it, this function
- * becomes `return { url: `${running.gatewayUrl}/console/`, close: async () => {} }`.
- */
+/** Where the browser opens the console: the stack's gateway serves it beside the API. */
 async function openConsole(running: RunningStack): Promise<{ url: string; close(): Promise<void> }> {
-  // koa as the gateway has it installed: the workspace root, where these tests resolve
-  // packages, does not depend on it.
-  const Koa: new () => KoaApp = createRequire(path.join(root, 'gateway', 'package.json'))('koa');
-  const app = new Koa()
-    .use(errorHandler())
-    .use(requestId(createSilentLogger()))
-    .use(securityHeaders())
-    .use(serveConsole({ dir: DEFAULT_CONSOLE_DIR }))
-    .use(passThrough(running.gatewayUrl));
-  const server = http.createServer(app.callback());
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('front server is not on TCP');
-  return {
-    url: `http://127.0.0.1:${address.port}/console/`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  return { url: `${running.gatewayUrl}/console/`, close: async () => {} };
 }
 
 async function screenshot(name: string): Promise<void> {
