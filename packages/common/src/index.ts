@@ -6,3 +6,4 @@ export * from './config';
 export * from './server';
 export * from './cluster';
 export * from './client-key';
+export * from './metrics';
