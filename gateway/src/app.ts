@@ -1,6 +1,17 @@
-import Koa, { type Middleware } from 'koa';
+import Koa, { type Context, type Middleware } from 'koa';
 import cors from '@koa/cors';
-import { accessLog, errorHandler, healthRoutes, REQUEST_ID_HEADER, requestId, securityHeaders, type Logger } from '@gatehouse/common';
+import {
+  accessLog,
+  createMetrics,
+  errorHandler,
+  healthRoutes,
+  httpMetrics,
+  metricsRoute,
+  REQUEST_ID_HEADER,
+  requestId,
+  securityHeaders,
+  type Logger,
+} from '@gatehouse/common';
 import { apiDocs } from './api-docs';
 import type { GatewayConfig } from './config';
 import { DEFAULT_CONSOLE_DIR, serveConsole } from './console';
@@ -43,15 +54,18 @@ export function createApp(deps: GatewayDeps): Koa {
   const timeoutMs = config.upstreamTimeoutMs;
   const toAuth = proxyTo({ pool: pools.auth, timeoutMs, logger });
   const toContent = proxyTo({ pool: pools.content, timeoutMs, logger });
+  const metrics = createMetrics();
+  const rateLimited = metrics.counter({ name: 'gatehouse_rate_limited_total', help: 'Requests to /api/auth refused by the per-IP limit.' });
   const limitAuth: Middleware =
     config.authRateLimitPerMinute > 0
-      ? rateLimitPerIp({ limit: config.authRateLimitPerMinute, windowMs: 60_000 })
+      ? rateLimitPerIp({ limit: config.authRateLimitPerMinute, windowMs: 60_000, onLimited: () => rateLimited.inc() })
       : (_ctx, next) => next();
 
   const app = new Koa({ proxy: config.trustProxy, maxIpsCount: 1 });
   app.use(errorHandler());
   app.use(requestId(logger));
   app.use(accessLog());
+  app.use(httpMetrics(metrics, { routeOf: gatewayRoute }));
   // Set before proxying, so proxied responses carry them too.
   app.use(securityHeaders());
   app.use(
@@ -69,6 +83,9 @@ export function createApp(deps: GatewayDeps): Koa {
   app.use(apiDocs());
   // Ready while at least one instance of each service is.
   app.use(healthRoutes({ auth: () => pools.auth.checkAll(), content: () => pools.content.checkAll() }));
+  // The gateway's own metrics, for Prometheus; the services' /metrics are never proxied (they
+  // are not under /api). Unauthenticated: keep the public from it at the load balancer.
+  app.use(metricsRoute(metrics));
   app.use(function welcome(ctx, next) {
     if (ctx.path !== '/' || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) return next();
     ctx.body = WELCOME;
@@ -83,6 +100,17 @@ export function createApp(deps: GatewayDeps): Koa {
     return next();
   });
   return app;
+}
+
+// The metrics' `route` label: one of a fixed set, never a raw path (ids, a scanner's guesses).
+const ROUTE_PREFIXES = ['/api/auth', '/api/test', '/api/docs', '/console'];
+const FIXED_ROUTES = new Set(['/', '/healthz', '/readyz', '/metrics', '/api/openapi.json']);
+
+/** The route label of a gateway request: `/api/auth/*` and the like, or undefined (`unmatched`). */
+function gatewayRoute(ctx: Context): string | undefined {
+  const prefix = ROUTE_PREFIXES.find((candidate) => isUnder(ctx.path, candidate));
+  if (prefix) return `${prefix}/*`;
+  return FIXED_ROUTES.has(ctx.path) ? ctx.path : undefined;
 }
 
 /**

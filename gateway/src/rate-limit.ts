@@ -9,6 +9,8 @@ export interface RateLimitOptions {
   now?: () => number;
   /** Counting stops beyond this many distinct IPs in one window, so memory stays bounded. */
   maxClients?: number;
+  /** Called on each refusal (the gateway counts them in `gatehouse_rate_limited_total`). */
+  onLimited?: () => void;
 }
 
 /**
@@ -39,6 +41,7 @@ export function rateLimitPerIp(options: RateLimitOptions): Middleware {
     const count = (counts.get(client) ?? 0) + 1;
     if (count <= options.limit + 1) counts.set(client, count);
     if (count > options.limit) {
+      options.onLimited?.();
       const retryAfter = Math.max(1, Math.ceil((windowStart + options.windowMs - at) / 1000));
       throw new AppError(429, 'gateway.rate_limited', 'Too many requests. Try again later.', {
         headers: { 'Retry-After': String(retryAfter) },
