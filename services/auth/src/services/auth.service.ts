@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
-import { BadRequestError, ForbiddenError, UnauthorizedError } from '@gatehouse/common';
+import { AppError, BadRequestError, ForbiddenError, UnauthorizedError } from '@gatehouse/common';
 import { ROLES, invalidToken, signAccessToken, type RoleName } from '@gatehouse/tokens';
 import { createRepositories, type Repositories } from '../db/repositories';
 import type { RequestMeta } from '../db/repositories/event.repository';
@@ -59,11 +59,40 @@ const refreshErrors = {
       'auth.refresh_token_reused',
       'Refresh token was already used; the session has been ended. Please make a new signin request',
     ),
+  disabled: userDisabled,
 };
 
+type RefreshRefusal = keyof typeof refreshErrors;
+
 type RefreshOutcome =
-  | { kind: 'rotated'; user: UserRecord; refreshToken: string; familyId: string }
-  | { kind: 'refused'; error: () => ForbiddenError };
+  // `reissued`: the successor handed out again within the reuse interval.
+  | { kind: 'rotated'; user: UserRecord; refreshToken: string; familyId: string; reissued?: true }
+  | { kind: 'refused'; reason: RefreshRefusal };
+
+/** How a sign-in ended, as `gatehouse_signin_total{outcome}` counts it; `error` is a 5xx. */
+export const SIGNIN_OUTCOMES = ['success', 'bad_credentials', 'locked', 'disabled', 'error'] as const;
+export type SigninOutcome = (typeof SIGNIN_OUTCOMES)[number];
+
+/** How a refresh ended (`gatehouse_refresh_total{outcome}`); `reused` is a reuse detection. */
+export const REFRESH_OUTCOMES = ['rotated', 'reissued', 'reused', 'expired', 'revoked', 'unknown', 'disabled', 'error'] as const;
+export type RefreshOutcomeName = (typeof REFRESH_OUTCOMES)[number];
+
+/** Where the service reports how each sign-in and refresh ended: the metrics count them. */
+export interface AuthOutcomes {
+  signin(outcome: SigninOutcome): void;
+  refresh(outcome: RefreshOutcomeName): void;
+}
+
+const SIGNIN_REFUSALS: Readonly<Record<string, SigninOutcome>> = {
+  'auth.invalid_credentials': 'bad_credentials',
+  'auth.too_many_attempts': 'locked',
+  'auth.user_disabled': 'disabled',
+};
+
+/** The outcome of a sign-in that threw `err`: a refusal by its code, anything else an error. */
+function signinOutcomeOf(err: unknown): SigninOutcome {
+  return (err instanceof AppError ? SIGNIN_REFUSALS[err.code] : undefined) ?? 'error';
+}
 
 /** Sign-up, sign-in, refresh and sign-out: the business rules, apart from HTTP. */
 export function createAuthService(deps: {
@@ -73,8 +102,11 @@ export function createAuthService(deps: {
   keys: KeyStore;
   tokens: TokenSettings;
   clock: () => Date;
+  /** Told how each sign-in and refresh ended; by default, no one is. */
+  outcomes?: AuthOutcomes;
 }) {
   const { knex, passwords, throttle, keys, tokens, clock } = deps;
+  const outcomes: AuthOutcomes = deps.outcomes ?? { signin: () => {}, refresh: () => {} };
   const repos = createRepositories(knex);
 
   function issueAccessToken(user: UserRecord, sessionId: string): string {
@@ -133,20 +165,20 @@ export function createAuthService(deps: {
   async function rotate(presented: string, meta: RequestMeta): Promise<RefreshOutcome> {
     const tokenHash = hashRefreshToken(presented);
     const owner = await repos.refreshTokens.findRefreshTokenByHash(tokenHash);
-    if (!owner) return { kind: 'refused', error: refreshErrors.unknown };
+    if (!owner) return { kind: 'refused', reason: 'unknown' };
     return knex.transaction(async (trx) => {
       const tx = createRepositories(trx);
       await tx.users.lockUser(owner.user_id);
       const now = clock();
       const row = await tx.refreshTokens.findRefreshTokenForUpdate(tokenHash);
-      if (!row) return { kind: 'refused', error: refreshErrors.unknown };
-      if (row.revoked_at) return { kind: 'refused', error: refreshErrors.revoked };
+      if (!row) return { kind: 'refused', reason: 'unknown' };
+      if (row.revoked_at) return { kind: 'refused', reason: 'revoked' };
 
       if (row.used_at) {
         const sealed = await reusableSuccessor(tx, row, now);
         if (sealed) {
           const user = await tx.users.findUserById(row.user_id);
-          if (!user || user.disabledAt) return { kind: 'refused', error: userDisabled };
+          if (!user || user.disabledAt) return { kind: 'refused', reason: 'disabled' };
           await tx.events.recordEvent({
             type: 'token.refresh',
             userId: user.id,
@@ -154,7 +186,7 @@ export function createAuthService(deps: {
             at: now,
             ...meta,
           });
-          return { kind: 'rotated', user, refreshToken: unsealSuccessor(presented, sealed), familyId: row.family_id };
+          return { kind: 'rotated', user, refreshToken: unsealSuccessor(presented, sealed), familyId: row.family_id, reissued: true };
         }
         // A retired token came back: whoever holds the family now, one of the two is a thief.
         // End the family, and the access tokens issued so far (the thief may hold one): the
@@ -168,12 +200,12 @@ export function createAuthService(deps: {
           at: now,
           ...meta,
         });
-        return { kind: 'refused', error: refreshErrors.reused };
+        return { kind: 'refused', reason: 'reused' };
       }
 
-      if (row.expires_at <= now) return { kind: 'refused', error: refreshErrors.expired };
+      if (row.expires_at <= now) return { kind: 'refused', reason: 'expired' };
       const user = await tx.users.findUserById(row.user_id);
-      if (!user || user.disabledAt) return { kind: 'refused', error: userDisabled };
+      if (!user || user.disabledAt) return { kind: 'refused', reason: 'disabled' };
 
       const successor = await storeRefreshToken(tx, user.id, row.family_id, meta, now);
       await tx.refreshTokens.markRotated(row.id, {
@@ -184,6 +216,59 @@ export function createAuthService(deps: {
       await tx.events.recordEvent({ type: 'token.refresh', userId: user.id, details: { family: row.family_id }, at: now, ...meta });
       return { kind: 'rotated', user, refreshToken: successor.token, familyId: row.family_id };
     });
+  }
+
+  /** Sign-in itself (see the `signIn` method); throws its refusals. */
+  async function startSession(input: { username: string; password: string }, meta: RequestMeta): Promise<Session> {
+    const attempt = await throttle.reserve(input.username, meta.ip, clock());
+    let user: UserRecord | undefined;
+    let valid: boolean;
+    try {
+      // A name no sign-up could have made (other scripts, look-alike letters) is an unknown
+      // user without asking the database, whose lower() might fold it onto a real username
+      // and so onto counters other than the real account's.
+      user = USERNAME_PATTERN.test(input.username) ? await repos.users.findUserByUsername(input.username) : undefined;
+      valid = await passwords.verify(input.password, user?.passwordHash);
+    } catch (err) {
+      await attempt.release().catch(() => undefined);
+      throw err;
+    }
+    if (!user || !valid || user.disabledAt) {
+      const reason = !user || !valid ? 'invalid_credentials' : 'disabled';
+      await (reason === 'invalid_credentials' ? attempt.failed(clock()) : attempt.release());
+      await repos.events.recordEvent({
+        type: 'signin.failure',
+        userId: user?.id,
+        details: { username: input.username.slice(0, 64), reason },
+        at: clock(),
+        ...meta,
+      });
+      throw reason === 'disabled' ? userDisabled() : invalidCredentials();
+    }
+    await attempt.succeeded();
+    if (passwords.needsRehash(user.passwordHash)) {
+      await repos.users.updatePasswordHash(user.id, await passwords.hash(input.password));
+    }
+    const familyId = randomUUID();
+    // Under the user's lock, read the user again: a disable or signout-all that committed
+    // while the password was being checked must not be outlived by this new session.
+    const started = await knex.transaction(async (trx) => {
+      const tx = createRepositories(trx);
+      await tx.users.lockUser(user.id);
+      const current = await tx.users.findUserById(user.id);
+      if (!current || current.disabledAt) return undefined;
+      const now = clock();
+      const stored = await storeRefreshToken(tx, current.id, familyId, meta, now);
+      await tx.events.recordEvent({ type: 'signin.success', userId: current.id, details: { family: familyId }, at: now, ...meta });
+      return { user: current, refreshToken: stored.token };
+    });
+    if (!started) throw userDisabled();
+    return {
+      user: started.user,
+      accessToken: issueAccessToken(started.user, familyId),
+      refreshToken: started.refreshToken,
+      expiresIn: tokens.accessTokenTtlSeconds,
+    };
   }
 
   return {
@@ -218,55 +303,14 @@ export function createAuthService(deps: {
      * A hash made at a lower cost than configured is replaced on the way.
      */
     async signIn(input: { username: string; password: string }, meta: RequestMeta): Promise<Session> {
-      const attempt = await throttle.reserve(input.username, meta.ip, clock());
-      let user: UserRecord | undefined;
-      let valid: boolean;
       try {
-        // A name no sign-up could have made (other scripts, look-alike letters) is an unknown
-        // user without asking the database, whose lower() might fold it onto a real username
-        // and so onto counters other than the real account's.
-        user = USERNAME_PATTERN.test(input.username) ? await repos.users.findUserByUsername(input.username) : undefined;
-        valid = await passwords.verify(input.password, user?.passwordHash);
+        const session = await startSession(input, meta);
+        outcomes.signin('success');
+        return session;
       } catch (err) {
-        await attempt.release().catch(() => undefined);
+        outcomes.signin(signinOutcomeOf(err));
         throw err;
       }
-      if (!user || !valid || user.disabledAt) {
-        const reason = !user || !valid ? 'invalid_credentials' : 'disabled';
-        await (reason === 'invalid_credentials' ? attempt.failed(clock()) : attempt.release());
-        await repos.events.recordEvent({
-          type: 'signin.failure',
-          userId: user?.id,
-          details: { username: input.username.slice(0, 64), reason },
-          at: clock(),
-          ...meta,
-        });
-        throw reason === 'disabled' ? userDisabled() : invalidCredentials();
-      }
-      await attempt.succeeded();
-      if (passwords.needsRehash(user.passwordHash)) {
-        await repos.users.updatePasswordHash(user.id, await passwords.hash(input.password));
-      }
-      const familyId = randomUUID();
-      // Under the user's lock, read the user again: a disable or signout-all that committed
-      // while the password was being checked must not be outlived by this new session.
-      const started = await knex.transaction(async (trx) => {
-        const tx = createRepositories(trx);
-        await tx.users.lockUser(user.id);
-        const current = await tx.users.findUserById(user.id);
-        if (!current || current.disabledAt) return undefined;
-        const now = clock();
-        const stored = await storeRefreshToken(tx, current.id, familyId, meta, now);
-        await tx.events.recordEvent({ type: 'signin.success', userId: current.id, details: { family: familyId }, at: now, ...meta });
-        return { user: current, refreshToken: stored.token };
-      });
-      if (!started) throw userDisabled();
-      return {
-        user: started.user,
-        accessToken: issueAccessToken(started.user, familyId),
-        refreshToken: started.refreshToken,
-        expiresIn: tokens.accessTokenTtlSeconds,
-      };
     },
 
     /**
@@ -276,8 +320,12 @@ export function createAuthService(deps: {
      * unused, which returns that same successor.
      */
     async refresh(presented: string, meta: RequestMeta): Promise<Session> {
-      const outcome = await rotate(presented, meta);
-      if (outcome.kind === 'refused') throw outcome.error();
+      const outcome = await rotate(presented, meta).catch((err: unknown) => {
+        outcomes.refresh('error');
+        throw err;
+      });
+      outcomes.refresh(outcome.kind === 'refused' ? outcome.reason : outcome.reissued ? 'reissued' : 'rotated');
+      if (outcome.kind === 'refused') throw refreshErrors[outcome.reason]();
       return {
         user: outcome.user,
         accessToken: issueAccessToken(outcome.user, outcome.familyId),
