@@ -47,6 +47,8 @@ export interface JwksClient extends KeyResolver {
   start(intervalMs: number): () => void;
   /** How many keys are cached. */
   readonly size: number;
+  /** Fetches of the JWKS since the client was made, by how they ended (for the metrics). */
+  readonly refreshes: Readonly<Record<'ok' | 'failed', number>>;
 }
 
 function isUsableJwk(value: unknown): value is JsonWebKey & { kid: string } {
@@ -78,6 +80,7 @@ export function createJwksClient(options: JwksClientOptions): JwksClient {
   let keys = new Map<string, KeyObject>();
   let lastAttempt = Number.NEGATIVE_INFINITY;
   let inFlight: Promise<void> | undefined;
+  const refreshes = { ok: 0, failed: 0 };
 
   async function load(): Promise<void> {
     lastAttempt = now();
@@ -97,7 +100,11 @@ export function createJwksClient(options: JwksClientOptions): JwksClient {
 
   function refresh(): Promise<void> {
     inFlight ??= load()
+      .then(() => {
+        refreshes.ok += 1;
+      })
       .catch((err: unknown) => {
+        refreshes.failed += 1;
         options.logger.warn({ err, urls }, 'could not fetch signing keys; keeping cached ones');
         throw err;
       })
@@ -112,6 +119,9 @@ export function createJwksClient(options: JwksClientOptions): JwksClient {
     start: (intervalMs) => repeatEvery(intervalMs, refresh),
     get size() {
       return keys.size;
+    },
+    get refreshes() {
+      return { ...refreshes };
     },
     async getKey(kid) {
       const cached = keys.get(kid);

@@ -1,6 +1,17 @@
 import Koa from 'koa';
 import Router from '@koa/router';
-import { accessLog, allowedMethodsOptions, errorHandler, healthRoutes, requestId, securityHeaders, type Logger } from '@gatehouse/common';
+import {
+  accessLog,
+  allowedMethodsOptions,
+  createMetrics,
+  errorHandler,
+  healthRoutes,
+  httpMetrics,
+  metricsRoute,
+  requestId,
+  securityHeaders,
+  type Logger,
+} from '@gatehouse/common';
 import { createTokenVerifier, requireAuth, type JwksClient, type RevocationFeedClient } from '@gatehouse/tokens';
 import type { ContentConfig } from './config';
 import { testRoutes } from './routes/test/test.routes';
@@ -34,10 +45,26 @@ export function createApp(deps: AppDeps): Koa {
   const router = new Router();
   testRoutes(router, { authenticate: requireAuth({ verify }) });
 
+  const metrics = createMetrics();
+  metrics.counter({
+    name: 'gatehouse_jwks_refresh_total',
+    help: "Fetches of the auth service's signing keys (JWKS), by outcome: ok or failed.",
+    labelNames: ['outcome'],
+    // The client counts its fetches, also those made before this app existed (main warms the
+    // cache first); the counter shows its tallies.
+    collect() {
+      const { ok, failed } = keys.refreshes;
+      this.reset();
+      this.inc({ outcome: 'ok' }, ok);
+      this.inc({ outcome: 'failed' }, failed);
+    },
+  });
+
   const app = new Koa();
   app.use(errorHandler());
   app.use(requestId(logger));
   app.use(accessLog());
+  app.use(httpMetrics(metrics));
   app.use(securityHeaders());
   // Ready once the signing keys and the revocation feed have been loaded once; while auth is
   // down, the cached copies keep it ready.
@@ -47,6 +74,7 @@ export function createApp(deps: AppDeps): Koa {
       revocations: async () => (revocations.loaded ? undefined : revocations.refresh()),
     }),
   );
+  app.use(metricsRoute(metrics));
   app.use(router.routes());
   app.use(router.allowedMethods(allowedMethodsOptions()));
   return app;
