@@ -133,6 +133,9 @@ export function proxyTo(options: ProxyOptions): Middleware {
       const attempt = attempts.get(req);
       const url = attempt?.current.url;
       const code = errorCode(err);
+      // An instance already out of rotation that refuses again is old news: the pool logged
+      // when it left, so each of the requests that still try it (none healthy) is not an error.
+      const known = attempt !== undefined && !attempt.current.healthy && code !== undefined && UNREACHABLE.has(code);
       if (attempt !== undefined && code !== undefined && UNREACHABLE.has(code)) pool.markDown(attempt.current, code);
       if (res.headersSent) {
         logger.warn({ err, upstream: name, url, requestId }, 'upstream failed mid-answer; client connection cut');
@@ -149,7 +152,8 @@ export function proxyTo(options: ProxyOptions): Middleware {
       }
       const timedOut = err instanceof UpstreamTimeoutError;
       const status = timedOut ? 504 : 502;
-      logger.error({ err, upstream: name, url, requestId, status }, 'upstream request failed');
+      if (known) logger.debug({ code, upstream: name, url, requestId, status }, 'upstream instance still refusing');
+      else logger.error({ err, upstream: name, url, requestId, status }, 'upstream request failed');
       if (timedOut) sendError(res, status, 'gateway.upstream_timeout', tooSlow, requestId);
       else sendError(res, status, 'gateway.upstream_unavailable', unavailable, requestId);
     });

@@ -1,6 +1,6 @@
 import http from 'node:http';
 import { z } from 'zod';
-import { createSilentLogger, startServer } from '@gatehouse/common';
+import { createLogger, createSilentLogger, startServer, type Logger } from '@gatehouse/common';
 import { createApp } from '../src/app';
 import { loadConfig } from '../src/config';
 import { closeUpstreamPools, createUpstreamPools } from '../src/upstreams';
@@ -135,6 +135,7 @@ async function startGateway(upstreams: {
   content: string;
   timeoutMs?: number;
   env?: NodeJS.ProcessEnv;
+  logger?: Logger;
 }): Promise<string> {
   const config = loadConfig({
     PORT: '0',
@@ -147,8 +148,9 @@ async function startGateway(upstreams: {
     LOG_LEVEL: 'silent',
     ...upstreams.env,
   });
-  const pools = createUpstreamPools(config, createSilentLogger());
-  const running = await startServer(createApp({ config, logger: createSilentLogger(), pools }), { port: 0 });
+  const logger = upstreams.logger ?? createSilentLogger();
+  const pools = createUpstreamPools(config, logger);
+  const running = await startServer(createApp({ config, logger, pools }), { port: 0 });
   // Pushed after the upstreams, so run before them: gateway first, then its pools.
   cleanups.push(async () => {
     await running.close(1_000);
@@ -659,5 +661,23 @@ describe('several instances of a service', () => {
     a.ready = false;
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(await servedBy(gw, '/api/test/all', 2)).toEqual(['content-a', 'content-a']);
+  });
+});
+
+describe('logs of a service that is down', () => {
+  it('[GET /api/test/all] logs the first refusal as an error and the ones after it, while nothing else is up, at debug', async () => {
+    const lines: { level: number; msg: string }[] = [];
+    const logger = createLogger({
+      service: 'gateway',
+      level: 'debug',
+      destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
+    });
+    const down = await closedPortUrl();
+    const gw = await startGateway({ auth: auth.url, content: down.url, logger });
+    for (let i = 0; i < 5; i++) expect((await fetch(`${gw}/api/test/all`)).status).toBe(502);
+    const about = (msg: string) => lines.filter((line) => line.msg === msg);
+    expect(about('upstream request failed')).toHaveLength(1);
+    expect(about('upstream instance out of rotation')).toHaveLength(1);
+    expect(about('upstream instance still refusing')).toHaveLength(4);
   });
 });
