@@ -19,7 +19,13 @@ module.exports = tseslint.config(
   {
     files: ['**/*.test.ts'],
     ...jest.configs['flat/recommended'],
-    rules: { ...jest.configs['flat/recommended'].rules, 'jest/no-focused-tests': 'error', 'jest/expect-expect': 'off' },
+    rules: {
+      ...jest.configs['flat/recommended'].rules,
+      'jest/no-focused-tests': 'error',
+      'jest/expect-expect': 'off',
+      // `it` or `it.skip`, chosen by whether an outside tool is there (runsWithTool in test/e2e/stack.ts).
+      'jest/no-standalone-expect': ['error', { additionalTestBlockFunctions: ['itWithDockerCompose'] }],
+    },
   },
   {
     files: ['*.js', 'scripts/**/*.mjs'],

@@ -140,3 +140,15 @@ export async function startService(entry: string, env: NodeJS.ProcessEnv, timeou
   }
   return { child, url, port, exited, output: () => output };
 }
+
+/**
+ * Whether to run the tests that need an outside tool (a browser, docker-compose): yes when it
+ * is `available`; otherwise no, with a note saying what is `missing`, so that `npm test` on a
+ * machine with only Node.js passes. On CI (`CI` set) always yes: CI installs the tools, and a
+ * missing one must fail loudly there rather than skip.
+ */
+export function runsWithTool(available: boolean, missing: string): boolean {
+  if (available || process.env.CI) return true;
+  process.stderr.write(`skipped: ${missing}\n`);
+  return false;
+}
