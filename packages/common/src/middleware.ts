@@ -27,6 +27,9 @@ export function requestId(logger: Logger): Middleware {
  * One log line per request, written when the response has been sent (so it also covers
  * responses written outside Koa, such as proxied ones). Never logs headers or bodies.
  */
+// Polled by orchestrators and Prometheus every few seconds: logged at debug, not info.
+const PROBE_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+
 export function accessLog(): Middleware {
   return async function logRequest(ctx, next) {
     const started = process.hrtime.bigint();
@@ -34,7 +37,7 @@ export function accessLog(): Middleware {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       const status = ctx.respond === false ? ctx.res.statusCode : ctx.status;
       const line = { method: ctx.method, path: ctx.path, status, ms: Math.round(ms * 10) / 10 };
-      if (ctx.path === '/healthz' || ctx.path === '/readyz') ctx.state.log.debug(line, 'request');
+      if (PROBE_PATHS.has(ctx.path)) ctx.state.log.debug(line, 'request');
       else ctx.state.log.info(line, 'request');
     });
     await next();
