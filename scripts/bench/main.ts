@@ -20,7 +20,8 @@ import {
   type RunRecord,
 } from './report';
 import { runWorkload, type LoadSettings, type RunTargets, type WorkloadRun } from './runner';
-import { ProcessSet, ROOT, prepareDatabase, startBaseline, startStack, type BenchDatabase, type BenchProcess } from './stack';
+import { buildServices } from '../build';
+import { ProcessSet, ROOT, prepareDatabase, startBaseline, startProxyFloor, startStack, type BenchDatabase, type BenchProcess } from './stack';
 import {
   PROCESS_NAMES,
   RefreshTokenPool,
@@ -34,8 +35,10 @@ import {
 
 const USAGE = `pnpm bench [options]
 
-Starts auth, content and gateway (and a bare node:http server as the baseline) as child
-processes, runs fixed workloads against them with autocannon, and writes
+Builds the services (pnpm build, into dist/) and starts auth, content and gateway from the
+bundles, as the Docker image runs them, with a bare node:http server as the baseline and a
+bare node:http proxy in front of content as the floor of any gateway; runs fixed workloads
+against them with autocannon, and writes
 docs/benchmarks/latest.json, latest.md and latest.svg. Uses the PostgreSQL server of
 DATABASE_URL when it is set (a fresh database, dropped afterwards), else the embedded database
 in a temporary directory.
@@ -48,6 +51,8 @@ Options:
   --only A,B,...      only these workloads (the baseline always runs):
                       ${WORKLOAD_NAMES.join(', ')}
   --out DIR           write the reports to DIR instead of docs/benchmarks
+  --source            run the services from TypeScript through tsx, as pnpm start does,
+                      instead of building them
   --smoke             a quick check: 1 run, 1 s per workload after 0.5 s of warm-up,
                       10 connections, reports to a temporary directory; exits 1 when any
                       workload had errors or non-2xx answers
@@ -71,6 +76,8 @@ interface BenchOptions {
   only: WorkloadName[] | undefined;
   smoke: boolean;
   outDir: string | undefined;
+  /** Run the services from TypeScript (tsx) rather than from the build. */
+  source: boolean;
   /** Sequential bcrypt compares timed for the sign-in reference. */
   bcryptCompares: number;
   help: boolean;
@@ -102,6 +109,7 @@ function parseOptions(argv: string[]): BenchOptions {
         only: { type: 'string' },
         out: { type: 'string' },
         smoke: { type: 'boolean', default: false },
+        source: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }));
@@ -122,6 +130,7 @@ function parseOptions(argv: string[]): BenchOptions {
     only: only?.filter(isWorkloadName),
     smoke,
     outDir: values.out,
+    source: values.source,
     bcryptCompares: smoke ? 3 : 20,
     help: values.help,
   };
@@ -146,7 +155,7 @@ function progressLine(result: WorkloadRun & { ratioToBaseline: number }): string
 /** Everything the runs need from the started processes. */
 interface Started {
   processes: Record<ProcessName, BenchProcess>;
-  urls: { baseline: string; content: string; gateway: string; auth: string };
+  urls: { baseline: string; floor: string; content: string; gateway: string; auth: string };
 }
 
 /** Creates the users, then runs the selected workloads `options.runs` times. */
@@ -252,7 +261,13 @@ async function main(argv: string[]): Promise<number> {
       ? await mkdtemp(path.join(os.tmpdir(), 'gatehouse-bench-smoke-'))
       : path.join(ROOT, 'docs/benchmarks');
 
-  const processes = new ProcessSet();
+  let builtDir: string | undefined;
+  if (!options.source) {
+    say('Building the services (pnpm build)…');
+    builtDir = path.join(ROOT, 'dist');
+    await buildServices(builtDir);
+  }
+  const processes = new ProcessSet(builtDir);
   const abort = new AbortController();
   let database: BenchDatabase | undefined;
   let cleanup: Promise<void> | undefined;
@@ -277,11 +292,12 @@ async function main(argv: string[]): Promise<number> {
     say(`Database: ${database.description}`);
     const tag = newTag();
     const admin = newAccount('bench_admin', tag);
-    say('Starting auth, content, gateway and the baseline server…');
+    say(`Starting auth, content, gateway (${builtDir ? 'built, from dist/' : 'from TypeScript, through tsx'}), the baseline server and the proxy floor…`);
     const [stack, baseline] = await Promise.all([startStack(processes, database, admin), startBaseline(processes)]);
+    const floor = await startProxyFloor(processes, stack.content.url);
     const started: Started = {
-      processes: { baseline, ...stack },
-      urls: { baseline: baseline.url, content: stack.content.url, gateway: stack.gateway.url, auth: stack.auth.url },
+      processes: { baseline, floor, ...stack },
+      urls: { baseline: baseline.url, floor: floor.url, content: stack.content.url, gateway: stack.gateway.url, auth: stack.auth.url },
     };
     const { durationSec, warmupSec, connections } = options.load;
     say(
@@ -314,6 +330,7 @@ async function main(argv: string[]): Promise<number> {
         bcryptCost: BCRYPT_COST,
         refreshUsers: refreshUsersFor(options),
         smoke: options.smoke,
+        runtime: builtDir ? 'built' : 'tsx',
         workloads: workloads.map((workload) => workload.name),
       },
       workloads: summarizeWorkloads(runs, workloads),

@@ -69,6 +69,8 @@ export interface BenchReport {
     /** Users the refresh workloads' sessions are spread over. */
     refreshUsers: number;
     smoke: boolean;
+    /** How the services ran: bundled by `pnpm build`, or from TypeScript through tsx. */
+    runtime: 'built' | 'tsx';
     workloads: WorkloadName[];
   };
   workloads: WorkloadSummary[];
@@ -242,6 +244,15 @@ function summaryLines(report: BenchReport): string[] {
         `so per core it used, sign-in ran at ${fixed(signin.ratio / signin.authCores, 2)}× bcrypt.`,
     );
   }
+  const gateway = report.workloads.find((workload) => workload.name === 'gateway-mod');
+  const floor = report.workloads.find((workload) => workload.name === 'floor-mod');
+  if (gateway && floor) {
+    lines.push(
+      `Gateway against the proxy floor, GET /api/test/mod: ${fixed(gateway.ratioToBaseline / floor.ratioToBaseline, 2)}× the bare proxy's requests/s, ` +
+        `p99 ${milliseconds(gateway.p99Ms)} ms against ${milliseconds(floor.p99Ms)} ms, CPU ${fixed(gateway.cpuMsPerRequest, 3)} against ${fixed(floor.cpuMsPerRequest, 3)} ms/req ` +
+        `(both with content's); target p99 < 10 ms at ${report.settings.connections} connections: ${gateway.p99Ms < 10 ? 'met' : 'NOT met'}${floor.p99Ms < 10 ? '' : ', and not met by the bare proxy either'}.`,
+    );
+  }
   const health = report.authHealth;
   if (health) {
     lines.push(
@@ -321,8 +332,12 @@ export function renderMarkdown(report: BenchReport, svgFile: string): string {
     '  cache of verified tokens (`TOKEN_CACHE_SIZE`), so these figures are for a returning token, not an RSA verification.',
     `- The refresh workloads rotate sessions of ${report.settings.refreshUsers} users: a refresh holds its user's row lock for its whole transaction,`,
     '  so sessions of a single user refresh one after another, and the figure would measure that lock.',
-    '- CPU figures are of the processes the benchmark started; a PostgreSQL server\'s own CPU is not included. The',
-    '  services run from TypeScript through tsx, as `pnpm start` runs them, and so does the baseline: its memory is the floor.',
+    '- CPU figures are of the processes the benchmark started; a PostgreSQL server\'s own CPU is not included.',
+    report.settings.runtime === 'built'
+      ? '- The services ran built (`pnpm build`, `node dist/<service>/main.js`), as the Docker image runs them; the baseline and the proxy floor are plain JavaScript run by node: the baseline\'s memory is the floor of any Node.js process.'
+      : '- The services ran from TypeScript through tsx (`--source`), as `pnpm start` runs them; the baseline and the proxy floor are plain JavaScript, so their memory is about 25 MiB below what tsx adds to each service.',
+    '- `floor-mod` is the least any reverse proxy in Node.js does: a bare node:http proxy (scripts/bench/proxy-floor.mjs) with keep-alive',
+    '  connections in front of the same content service. The gateway does all it does and more, so its figures cannot beat these.',
     '- Settings of the services: `LOG_LEVEL=warn`, `BCRYPT_COST=10`, `AUTH_RATE_LIMIT=0`, `SIGNIN_MAX_FAILURES=0`; everything else default.',
     `- Written by \`pnpm bench\` (scripts/bench); all figures, per run, are in latest.json.`,
     '',
@@ -338,12 +353,14 @@ const COLOURS = {
   baseline: { fill: '#8c8c8c', label: 'baseline' },
   content: { fill: '#4e79a7', label: 'content directly' },
   gateway: { fill: '#f28e2b', label: 'gateway → content' },
+  floor: { fill: '#bab0ac', label: 'bare proxy → content' },
   auth: { fill: '#e15759', label: 'gateway → auth' },
   mixed: { fill: '#59a14f', label: 'mixed' },
 } as const;
 
 function colourOf(servedBy: readonly ProcessName[]): keyof typeof COLOURS {
   if (servedBy.includes('baseline')) return 'baseline';
+  if (servedBy.includes('floor')) return 'floor';
   if (servedBy.includes('auth')) return servedBy.includes('content') ? 'mixed' : 'auth';
   return servedBy.includes('gateway') ? 'gateway' : 'content';
 }

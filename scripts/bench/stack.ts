@@ -1,8 +1,9 @@
 /**
  * The processes the benchmark measures: the database it runs on, the three services, and the
- * bare HTTP baseline server. Each service is started as `node --import tsx <entry>` with the
- * environment the launcher (scripts/start.ts) gives it, so its pid is the service itself and its
- * CPU and memory can be read from /proc.
+ * bare HTTP baseline server. Each service is started with the environment the launcher
+ * (scripts/start.ts) gives it, either built (`node dist/<service>/main.js`, as the Docker image
+ * runs it) or from TypeScript (`node --import tsx <entry>`, as `pnpm start` does), so its pid is
+ * the service itself and its CPU and memory can be read from /proc.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -10,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { createTestDatabase, freePort } from '@gatehouse/testing';
+import { SERVICES } from '../build';
 
 /** The repository root. */
 export const ROOT = path.resolve(__dirname, '../..');
@@ -87,11 +89,25 @@ export class ProcessSet {
   private readonly running = new Set<Spawned>();
   private stopping = false;
 
-  /** Runs `entry` (a .ts file of the repository) with tsx as a process named `name`, listening on `port`. */
+  /**
+   * @param builtDir where `pnpm build` put the services (`dist`): a service entry of
+   * scripts/build.ts's list then runs from its bundle there, with node alone. Without it, every
+   * .ts entry runs with tsx.
+   */
+  constructor(private readonly builtDir?: string) {}
+
+  /** The node arguments that run `entry` (a file of the repository): its bundle, JavaScript as is, or TypeScript through tsx. */
+  private argsFor(entry: string): string[] {
+    const bundle = this.builtDir === undefined ? undefined : builtEntry(this.builtDir, entry);
+    if (bundle !== undefined) return [bundle];
+    return entry.endsWith('.ts') ? ['--import', 'tsx', path.join(ROOT, entry)] : [path.join(ROOT, entry)];
+  }
+
+  /** Runs `entry` as a process named `name`, listening on `port`. */
   launch(name: string, entry: string, port: number, env: NodeJS.ProcessEnv): BenchProcess {
     // A process group of its own (detached): the benchmark decides when the services stop, also
     // on Ctrl-C, and can kill a service together with any workers it forked.
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, entry)], {
+    const child = spawn(process.execPath, this.argsFor(entry), {
       cwd: ROOT,
       env: { ...process.env, NO_COLOR: '1', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -265,7 +281,28 @@ export async function startStack(
   return { auth, content, gateway };
 }
 
-/** Starts the bare node:http server of baseline-server.ts on a free port and waits for it. */
+/** Starts the bare node:http server of baseline-server.mjs on a free port and waits for it. */
 export function startBaseline(processes: ProcessSet): Promise<BenchProcess> {
-  return launchListening(processes, 'baseline', 'scripts/bench/baseline-server.ts', (port) => ({ PORT: String(port) }), '/');
+  return launchListening(processes, 'baseline', 'scripts/bench/baseline-server.mjs', (port) => ({ PORT: String(port) }), '/');
+}
+
+/** Starts the bare proxy of proxy-floor.mjs in front of `upstreamUrl` and waits for it. */
+export function startProxyFloor(processes: ProcessSet, upstreamUrl: string): Promise<BenchProcess> {
+  return launchListening(
+    processes,
+    'floor',
+    'scripts/bench/proxy-floor.mjs',
+    (port) => ({ PORT: String(port), UPSTREAM_URL: upstreamUrl }),
+    '/api/test/all',
+  );
+}
+
+/** `dist/<service>/<name>.js` for an entry of scripts/build.ts's list, else undefined. */
+function builtEntry(builtDir: string, entry: string): string | undefined {
+  for (const [service, entries] of Object.entries(SERVICES)) {
+    for (const [name, source] of Object.entries(entries)) {
+      if (source === entry) return path.join(builtDir, service, `${name}.js`);
+    }
+  }
+  return undefined;
 }

@@ -14,6 +14,7 @@ export const WORKLOAD_NAMES = [
   'gateway-all',
   'gateway-user',
   'gateway-mod',
+  'floor-mod',
   'signin',
   'signup',
   'refresh',
@@ -29,7 +30,7 @@ export function isWorkloadName(name: string): name is WorkloadName {
 }
 
 /** The processes the benchmark measures. */
-export const PROCESS_NAMES = ['baseline', 'gateway', 'content', 'auth'] as const;
+export const PROCESS_NAMES = ['baseline', 'floor', 'gateway', 'content', 'auth'] as const;
 
 /** The name of one measured process. */
 export type ProcessName = (typeof PROCESS_NAMES)[number];
@@ -96,7 +97,7 @@ export class RefreshTokenPool {
 
 /** What the workloads of one run need. */
 export interface WorkloadContext {
-  urls: { baseline: string; content: string; gateway: string; auth: string };
+  urls: { baseline: string; floor: string; content: string; gateway: string; auth: string };
   /** Access tokens of a plain user and of a moderator, fresh for this run. */
   userToken: string;
   moderatorToken: string;
@@ -178,6 +179,13 @@ export function buildWorkloads(ctx: WorkloadContext): Workload[] {
         },
       ];
     }),
+    {
+      name: 'floor-mod',
+      title: 'GET /api/test/mod (moderator token) through a bare node:http proxy: the floor of any gateway',
+      servedBy: ['floor', 'content'],
+      url: ctx.urls.floor,
+      requests: () => [moderatorGet('/api/test/mod')],
+    },
     {
       name: 'signin',
       title: 'POST /api/auth/signin (one user) through the gateway',
