@@ -21,6 +21,7 @@ const schema = z
     ACCESS_TOKEN_TTL: z.coerce.number().int().min(30).max(7 * 24 * 3600).default(900),
     BCRYPT_COST: z.coerce.number().int().min(4).max(15).default(10),
     BCRYPT_THREADS: z.coerce.number().int().min(0).max(64).default(availableParallelism()),
+    BCRYPT_MAX_WAIT_MS: z.coerce.number().int().min(1).max(600_000).default(5_000),
     REFRESH_TOKEN_TTL: z.coerce.number().int().min(60).max(365 * 24 * 3600).default(7 * 24 * 3600),
     REFRESH_REUSE_INTERVAL: z.coerce.number().int().min(0).max(60).default(0),
     // At most a minute: a rotated-out key stays published only 300 s past the token lifetime,
@@ -74,6 +75,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     bcryptCost: parsed.BCRYPT_COST,
     /** Worker threads hashing passwords; 0 hashes on the event loop's thread. */
     bcryptThreads: parsed.BCRYPT_THREADS,
+    /**
+     * How long a password check may wait for a bcrypt thread before a 503 `service.busy`: below
+     * the gateway's `UPSTREAM_TIMEOUT_MS`, so an overloaded sign-up is refused, not written late.
+     */
+    bcryptMaxWaitMs: parsed.BCRYPT_MAX_WAIT_MS,
     refreshTokenTtlSeconds: parsed.REFRESH_TOKEN_TTL,
     /** Seconds in which a rotated refresh token presented again returns the same successor; 0 = off. */
     refreshReuseIntervalSeconds: parsed.REFRESH_REUSE_INTERVAL,

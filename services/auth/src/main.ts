@@ -20,7 +20,7 @@ async function main(): Promise<void> {
     db.kind === 'postgres' ? 'using PostgreSQL from DATABASE_URL' : 'no DATABASE_URL: using the embedded PostgreSQL (PGlite)',
   );
   await migrateDb(db.knex, logger);
-  const bcrypt = config.bcryptThreads > 0 ? createBcryptPool(config.bcryptThreads) : undefined;
+  const bcrypt = config.bcryptThreads > 0 ? createBcryptPool(config.bcryptThreads, { maxWaitMs: config.bcryptMaxWaitMs }) : undefined;
   if (config.bootstrapAdmin) {
     const passwords = createPasswordHasher(config.bcryptCost, bcrypt);
     await ensureBootstrapAdmin(db.knex, config.bootstrapAdmin, { passwords, clock, logger });

@@ -40,7 +40,7 @@ describe('createBcryptPool', () => {
   });
 
   it('refuses work with 503 service.busy when its queue is full', async () => {
-    const tiny = createBcryptPool(1, 2);
+    const tiny = createBcryptPool(1, { maxQueue: 2 });
     try {
       const outcomes = await Promise.allSettled(Array.from({ length: 8 }, () => tiny.hash('queued-password', 8)));
       const refused = outcomes.filter((outcome) => outcome.status === 'rejected');
@@ -49,6 +49,20 @@ describe('createBcryptPool', () => {
       expect(outcomes.some((outcome) => outcome.status === 'fulfilled')).toBe(true);
     } finally {
       await tiny.close();
+    }
+  });
+
+  it('refuses with 503 service.busy a task that waited longer than maxWaitMs for a thread, without running it', async () => {
+    const slow = createBcryptPool(1, { maxWaitMs: 50 });
+    try {
+      // Cost 12 keeps the one thread busy far longer than 50 ms: the tasks behind the first wait too long.
+      const outcomes = await Promise.allSettled(Array.from({ length: 3 }, (_, i) => slow.hash(`waiting-password-${i}`, 12)));
+      expect(outcomes.map((outcome) => outcome.status)).toEqual(['fulfilled', 'rejected', 'rejected']);
+      for (const outcome of outcomes.slice(1)) expect(outcome).toMatchObject({ reason: { status: 503, code: 'service.busy' } });
+      // The thread is free again: the next task runs at once.
+      expect(bcrypt.getRounds(await slow.hash('after-the-refusals', 4))).toBe(4);
+    } finally {
+      await slow.close();
     }
   });
 

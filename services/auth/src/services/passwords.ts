@@ -40,24 +40,67 @@ export interface BcryptPool extends BcryptEngine {
   close(): Promise<void>;
 }
 
+export interface BcryptPoolLimits {
+  /** Tasks that may wait for a thread; beyond that, 503 at once. */
+  maxQueue?: number;
+  /**
+   * How long a task may wait for a thread before it is refused with 503 instead of run. Kept
+   * below the gateway's `UPSTREAM_TIMEOUT_MS`, so that under overload a sign-up is refused
+   * before anything is written, rather than written after the gateway has answered 504.
+   */
+  maxWaitMs?: number;
+}
+
 /**
  * bcryptjs in a pool of `threads` worker threads: sign-in and sign-up then use every core, and
  * the event loop stays free to answer everything else (health checks, refreshes) during a
  * storm of sign-ins.
+ *
+ * @remarks Tasks wait in a queue of our own, not piscina's, and go to piscina only when a
+ * thread is free: a task that has waited longer than `maxWaitMs` can then be refused without
+ * aborting a thread in the middle of a hash.
  */
-export function createBcryptPool(threads: number, maxQueue = 256 * threads): BcryptPool {
+export function createBcryptPool(threads: number, limits: BcryptPoolLimits = {}): BcryptPool {
+  const maxQueue = limits.maxQueue ?? 256 * threads;
+  const maxWaitMs = limits.maxWaitMs ?? 5_000;
   const pool = new Piscina({
     filename: path.join(__dirname, 'bcrypt-worker.js'),
     minThreads: threads,
     maxThreads: threads,
     // Each task is a few to a few hundred milliseconds of pure CPU: one at a time per thread.
     concurrentTasksPerWorker: 1,
-    // Beyond this, a flood of sign-ins is refused with 503 rather than queued for minutes.
-    maxQueue,
   });
+  const waiting: { start: () => void; refuse: (err: Error) => void; enqueuedAt: number }[] = [];
+  let running = 0;
+
+  /** Resolves when a thread is free for this task; rejects with 503 when it waited too long. */
+  const takeThread = (): Promise<void> => {
+    if (running < threads) {
+      running += 1;
+      return Promise.resolve();
+    }
+    if (waiting.length >= maxQueue) return Promise.reject(busy());
+    return new Promise((start, refuse) => waiting.push({ start, refuse, enqueuedAt: performance.now() }));
+  };
+  /** Hands the thread to the next task still within its wait, refusing those past it. */
+  const releaseThread = () => {
+    const now = performance.now();
+    for (let next = waiting.shift(); next !== undefined; next = waiting.shift()) {
+      if (now - next.enqueuedAt <= maxWaitMs) {
+        next.start();
+        return;
+      }
+      next.refuse(busy());
+    }
+    running -= 1;
+  };
   const run = async <T>(task: object): Promise<T> => {
-    if (pool.queueSize >= maxQueue) throw busy();
-    return pool.run(task);
+    await takeThread();
+    try {
+      return await pool.run(task);
+    } finally {
+      releaseThread();
+    }
   };
   return {
     hash: (password, cost) => run({ op: 'hash', password, cost }),
