@@ -1,10 +1,10 @@
 import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
 
 /**
- * Refresh tokens are 256 random bits, base64url: 43 characters. Only their SHA-256 is stored;
- * a fast hash is enough for a secret this long, and lets a token be found by its hash.
+ * Refresh tokens are 256 random bits, base64url: 43 characters (`REFRESH_TOKEN_PATTERN` in
+ * @gatehouse/api, which validates them). Only their SHA-256 is stored; a fast hash is enough
+ * for a secret this long, and lets a token be found by its hash.
  */
-export const REFRESH_TOKEN_PATTERN = /^[A-Za-z0-9_-]{43}$/;
 
 /** A new refresh token: 32 random bytes, base64url. */
 export function generateRefreshToken(): string {

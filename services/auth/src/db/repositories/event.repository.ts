@@ -1,21 +1,8 @@
 import type { Knex } from 'knex';
+import type { EventType } from '@gatehouse/api';
 
-/** What the audit log records. A closed list, so the admin API can filter by it. */
-export const EVENT_TYPES = [
-  'user.signup',
-  'user.roles_changed',
-  'user.disabled',
-  'user.enabled',
-  'admin.created',
-  'signin.success',
-  'signin.failure',
-  'token.refresh',
-  'token.reuse_detected',
-  'signout',
-  'signout.all',
-  'key.rotated',
-] as const;
-export type EventType = (typeof EVENT_TYPES)[number];
+// What the audit log records: the closed list the admin API filters by, defined with the API.
+export { EVENT_TYPES, type EventType } from '@gatehouse/api';
 
 /** Who did it from where. Never a password or a token. */
 export interface RequestMeta {
