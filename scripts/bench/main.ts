@@ -21,7 +21,7 @@ import {
 } from './report';
 import { runWorkload, type LoadSettings, type RunTargets, type WorkloadRun } from './runner';
 import { buildServices } from '../build';
-import { ProcessSet, ROOT, prepareDatabase, startBaseline, startProxyFloor, startStack, type BenchDatabase, type BenchProcess } from './stack';
+import { ProcessSet, ROOT, imageNodeOptions, prepareDatabase, startBaseline, startProxyFloor, startStack, type BenchDatabase, type BenchProcess } from './stack';
 import {
   PROCESS_NAMES,
   RefreshTokenPool,
@@ -331,6 +331,7 @@ async function main(argv: string[]): Promise<number> {
         refreshUsers: refreshUsersFor(options),
         smoke: options.smoke,
         runtime: builtDir ? 'built' : 'tsx',
+        nodeOptions: builtDir ? imageNodeOptions() : undefined,
         workloads: workloads.map((workload) => workload.name),
       },
       workloads: summarizeWorkloads(runs, workloads),

@@ -71,6 +71,8 @@ export interface BenchReport {
     smoke: boolean;
     /** How the services ran: bundled by `pnpm build`, or from TypeScript through tsx. */
     runtime: 'built' | 'tsx';
+    /** NODE_OPTIONS of the built services (the Docker image's). */
+    nodeOptions?: string;
     workloads: WorkloadName[];
   };
   workloads: WorkloadSummary[];
@@ -334,7 +336,7 @@ export function renderMarkdown(report: BenchReport, svgFile: string): string {
     '  so sessions of a single user refresh one after another, and the figure would measure that lock.',
     '- CPU figures are of the processes the benchmark started; a PostgreSQL server\'s own CPU is not included.',
     report.settings.runtime === 'built'
-      ? '- The services ran built (`pnpm build`, `node dist/<service>/main.js`), as the Docker image runs them; the baseline and the proxy floor are plain JavaScript run by node: the baseline\'s memory is the floor of any Node.js process.'
+      ? `- The services ran built (\`pnpm build\`, \`node dist/<service>/main.js\`) with the Docker image's \`NODE_OPTIONS=${report.settings.nodeOptions ?? ''}\`, as the image runs them; the baseline and the proxy floor are plain JavaScript run by node with default options: the baseline's memory is the floor of any Node.js process.`
       : '- The services ran from TypeScript through tsx (`--source`), as `pnpm start` runs them; the baseline and the proxy floor are plain JavaScript, so their memory is about 25 MiB below what tsx adds to each service.',
     '- `floor-mod` is the least any reverse proxy in Node.js does: a bare node:http proxy (scripts/bench/proxy-floor.mjs) with keep-alive',
     '  connections in front of the same content service. The gateway does all it does and more, so its figures cannot beat these.',

@@ -6,6 +6,7 @@
  * the service itself and its CPU and memory can be read from /proc.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -105,11 +106,14 @@ export class ProcessSet {
 
   /** Runs `entry` as a process named `name`, listening on `port`. */
   launch(name: string, entry: string, port: number, env: NodeJS.ProcessEnv): BenchProcess {
+    const args = this.argsFor(entry);
+    // A built service runs with the Docker image's node options, as it would in production.
+    const nodeOptions = this.builtDir !== undefined && args.length === 1 && args[0]?.startsWith(this.builtDir) ? imageNodeOptions() : undefined;
     // A process group of its own (detached): the benchmark decides when the services stop, also
     // on Ctrl-C, and can kill a service together with any workers it forked.
-    const child = spawn(process.execPath, this.argsFor(entry), {
+    const child = spawn(process.execPath, args, {
       cwd: ROOT,
-      env: { ...process.env, NO_COLOR: '1', ...env },
+      env: { ...process.env, NO_COLOR: '1', ...(nodeOptions === undefined ? {} : { NODE_OPTIONS: nodeOptions }), ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });
@@ -295,6 +299,12 @@ export function startProxyFloor(processes: ProcessSet, upstreamUrl: string): Pro
     (port) => ({ PORT: String(port), UPSTREAM_URL: upstreamUrl }),
     '/api/test/all',
   );
+}
+
+/** `NODE_OPTIONS` as the Dockerfile's runtime image sets it (`ENV … NODE_OPTIONS=…`), or ''. */
+export function imageNodeOptions(): string {
+  const dockerfile = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
+  return /^ENV\s.*\bNODE_OPTIONS=(\S+)/m.exec(dockerfile)?.[1] ?? '';
 }
 
 /** `dist/<service>/<name>.js` for an entry of scripts/build.ts's list, else undefined. */
