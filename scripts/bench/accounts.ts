@@ -1,9 +1,10 @@
 /**
- * The benchmark's users, made through the public API the way a client would: a plain user, a
- * moderator (promoted by the first admin through `PUT /api/auth/users/:id/roles`), and their
- * sign-ins.
+ * The benchmark's users, made through the public API with the typed client, the way an
+ * application would: a plain user, a moderator (promoted by the first admin through
+ * `PUT /api/auth/users/:id/roles`), and their sign-ins.
  */
 import { randomBytes } from 'node:crypto';
+import { createClient } from '@gatehouse/client';
 
 /** What sign-up takes. */
 export interface Account {
@@ -37,21 +38,6 @@ export function newTag(): string {
   return randomBytes(4).toString('hex');
 }
 
-async function send(url: string, method: 'POST' | 'PUT', body: unknown, accessToken?: string): Promise<{ status: number; body: unknown }> {
-  const res = await fetch(url, {
-    method,
-    headers: { 'content-type': 'application/json', ...(accessToken ? { authorization: `Bearer ${accessToken}` } : {}) },
-    body: JSON.stringify(body),
-    signal: AbortSignal.timeout(60_000),
-  });
-  const text = await res.text();
-  try {
-    return { status: res.status, body: JSON.parse(text) };
-  } catch {
-    return { status: res.status, body: text };
-  }
-}
-
 /** `body[key]`, when `body` is an object that has that key. */
 function valueAt(body: unknown, key: string): unknown {
   return typeof body === 'object' && body !== null && key in body ? Reflect.get(body, key) : undefined;
@@ -62,38 +48,18 @@ function stringAt(body: unknown, key: string): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 
-function numberAt(body: unknown, key: string): number | undefined {
-  const value = valueAt(body, key);
-  return typeof value === 'number' ? value : undefined;
-}
-
 /** The new refresh token in a response body of sign-in or refresh, if there is one. */
 export function refreshTokenIn(body: unknown): string | undefined {
   return stringAt(body, 'refreshToken');
 }
 
-/** `POST /api/auth/signup` through the gateway; throws unless 201. */
-export async function signUp(gatewayUrl: string, account: Account): Promise<void> {
-  const res = await send(`${gatewayUrl}/api/auth/signup`, 'POST', account);
-  if (res.status !== 201) throw new Error(`sign-up of ${account.username} answered ${res.status}: ${JSON.stringify(res.body)}`);
-}
-
-/** `POST /api/auth/signin` through the gateway; throws unless 200. */
+/** `POST /api/auth/signin` through the gateway with a fresh client; throws a GatehouseError unless 200. */
 export async function signIn(gatewayUrl: string, account: Pick<Account, 'username' | 'password'>): Promise<Session> {
-  const res = await send(`${gatewayUrl}/api/auth/signin`, 'POST', { username: account.username, password: account.password });
-  const userId = numberAt(res.body, 'id');
-  const accessToken = stringAt(res.body, 'accessToken');
-  const refreshToken = refreshTokenIn(res.body);
-  if (res.status !== 200 || userId === undefined || !accessToken || !refreshToken) {
-    throw new Error(`sign-in of ${account.username} answered ${res.status}: ${JSON.stringify(res.body)}`);
-  }
-  return { userId, accessToken, refreshToken };
-}
-
-/** `PUT /api/auth/users/:id/roles` with an admin's token; throws unless 200. */
-export async function setRoles(gatewayUrl: string, adminToken: string, userId: number, roles: string[]): Promise<void> {
-  const res = await send(`${gatewayUrl}/api/auth/users/${userId}/roles`, 'PUT', { roles }, adminToken);
-  if (res.status !== 200) throw new Error(`setting the roles of user ${userId} answered ${res.status}: ${JSON.stringify(res.body)}`);
+  const { id, accessToken, refreshToken } = await createClient({ baseUrl: gatewayUrl }).signIn({
+    username: account.username,
+    password: account.password,
+  });
+  return { userId: id, accessToken, refreshToken };
 }
 
 /** The accounts the workloads sign in with. */
@@ -117,12 +83,13 @@ export async function createBenchAccounts(gatewayUrl: string, admin: Account, ta
   const moderator = newAccount('bench_mod', tag);
   const others = Array.from({ length: refreshUsers }, (_, i) => newAccount(`bench_r${i + 1}`, tag));
   const accounts = [user, moderator, ...others];
+  const client = createClient({ baseUrl: gatewayUrl });
   // A few at a time: each costs a bcrypt hash.
   for (let i = 0; i < accounts.length; i += 4) {
-    await Promise.all(accounts.slice(i, i + 4).map((account) => signUp(gatewayUrl, account)));
+    await Promise.all(accounts.slice(i, i + 4).map((account) => client.signUp(account)));
   }
-  const adminSession = await signIn(gatewayUrl, admin);
   const { userId } = await signIn(gatewayUrl, moderator);
-  await setRoles(gatewayUrl, adminSession.accessToken, userId, ['user', 'moderator']);
+  await client.signIn({ username: admin.username, password: admin.password });
+  await client.setRoles(userId, ['user', 'moderator']);
   return { user, moderator, refreshUsers: others };
 }
