@@ -75,7 +75,9 @@ export function proxyTo(options: ProxyOptions): Middleware {
   const unavailable = `The ${name} service is unavailable.`;
   const tooSlow = `The ${name} service did not answer in time.`;
   // Per request: the instances tried so far, the last one first in line for blame.
-  const attempts = new WeakMap<http.IncomingMessage, { current: Upstream; tried: Set<Upstream> }>();
+  // `answered`: the current instance's status and headers reached `res` (http-proxy copies them
+  // before the first body byte, so `res.headersSent` alone would still say false).
+  const attempts = new WeakMap<http.IncomingMessage, { current: Upstream; tried: Set<Upstream>; answered: boolean }>();
   const requestOptions = {
     agent: pool.agent,
     // `Connection` is hop-by-hop: a client's `Connection: close` must not close the pooled
@@ -86,7 +88,7 @@ export function proxyTo(options: ProxyOptions): Middleware {
   /** The instance for a new request; every instance is a candidate, so there always is one. */
   function route(req: http.IncomingMessage): string {
     const current = pool.pick()!;
-    attempts.set(req, { current, tried: new Set([current]) });
+    attempts.set(req, { current, tried: new Set([current]), answered: false });
     return current.url;
   }
 
@@ -111,7 +113,9 @@ export function proxyTo(options: ProxyOptions): Middleware {
       });
     });
 
-    proxyServer.on('proxyRes', (proxyRes, _req, res) => {
+    proxyServer.on('proxyRes', (proxyRes, req, res) => {
+      const attempt = attempts.get(req);
+      if (attempt !== undefined) attempt.answered = true;
       // Koa never sends it; keep it that way whatever the service behind us runs on.
       if (proxyRes.headers['x-powered-by'] !== undefined) delete proxyRes.headers['x-powered-by'];
       // An upstream that dies mid-body ends its side without an error on the request; without
@@ -137,7 +141,7 @@ export function proxyTo(options: ProxyOptions): Middleware {
       // when it left, so each of the requests that still try it (none healthy) is not an error.
       const known = attempt !== undefined && !attempt.current.healthy && code !== undefined && UNREACHABLE.has(code);
       if (attempt !== undefined && code !== undefined && UNREACHABLE.has(code)) pool.markDown(attempt.current, code);
-      if (res.headersSent) {
+      if (res.headersSent || attempt?.answered) {
         logger.warn({ err, upstream: name, url, requestId }, 'upstream failed mid-answer; client connection cut');
         res.destroy();
         return;

@@ -47,7 +47,9 @@ function createAgent(https_: boolean): http.Agent {
 function checkReady(url: string, agent: http.Agent, timeoutMs: number): Promise<void> {
   const client = url.startsWith('https:') ? https : http;
   return new Promise((resolve, reject) => {
-    const req = client.get(`${url}/readyz`, { agent, timeout: timeoutMs }, (res) => {
+    // `timeout` arms only once a socket is assigned; the signal also bounds the wait for one
+    // while every pooled socket is busy with traffic.
+    const req = client.get(`${url}/readyz`, { agent, timeout: timeoutMs, signal: AbortSignal.timeout(timeoutMs) }, (res) => {
       res.resume();
       if (res.statusCode === 200) resolve();
       else reject(new Error(`${url}/readyz answered ${res.statusCode}`));
@@ -84,6 +86,7 @@ export class UpstreamPool {
   private readonly logger: Logger;
   private turn = 0;
   private stopChecking: (() => void) | undefined;
+  private checking: Promise<void> | undefined;
 
   constructor(options: UpstreamPoolOptions) {
     if (options.urls.length === 0) throw new Error(`no ${options.name} instance to route to`);
@@ -132,7 +135,16 @@ export class UpstreamPool {
    * Checks every instance's `/readyz` at once and updates its health; resolves when at least one
    * is ready, rejects naming the failures when none is. The gateway's own `/readyz` uses it.
    */
-  async checkAll(): Promise<void> {
+  checkAll(): Promise<void> {
+    // One round at a time: the periodic checks and every /readyz share the round under way, so
+    // a slow instance cannot pile rounds up, and /readyz cannot be used to flood the services.
+    this.checking ??= this.checkRound().finally(() => {
+      this.checking = undefined;
+    });
+    return this.checking;
+  }
+
+  private async checkRound(): Promise<void> {
     const results = await Promise.allSettled(
       this.members.map(async (member) => {
         try {

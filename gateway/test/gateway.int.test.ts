@@ -36,6 +36,10 @@ interface FakeUpstream {
   requests: number;
   /** What its `/readyz` answers: 200 while true, 503 once a test sets it false. */
   ready: boolean;
+  /** `/readyz` requests received so far (the gateway's health checks). */
+  checks: number;
+  /** How long its `/readyz` takes to answer. */
+  readyDelayMs: number;
 }
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -67,8 +71,11 @@ function handleFake(service: string, fake: FakeUpstream, req: http.IncomingMessa
   // What an Express service would add; the gateway must not pass it on.
   res.setHeader('x-powered-by', 'Express');
   if (req.url === '/healthz' || req.url === '/readyz') {
+    if (req.url === '/readyz') fake.checks += 1;
     const up = req.url === '/healthz' || fake.ready;
-    res.writeHead(up ? 200 : 503, { 'content-type': 'application/json' }).end(`{"status":"${up ? 'ok' : 'unready'}"}`);
+    const answer = () => res.writeHead(up ? 200 : 503, { 'content-type': 'application/json' }).end(`{"status":"${up ? 'ok' : 'unready'}"}`);
+    if (req.url === '/readyz' && fake.readyDelayMs > 0) setTimeout(answer, fake.readyDelayMs);
+    else answer();
     return;
   }
   fake.requests += 1;
@@ -79,6 +86,13 @@ function handleFake(service: string, fake: FakeUpstream, req: http.IncomingMessa
   if (req.url?.endsWith('/denied')) {
     res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer error="invalid_token"' });
     res.end('{"message":"Unauthorized!"}');
+    return;
+  }
+  if (req.url?.endsWith('/headers-then-die')) {
+    // Status and headers, then the connection dies before any body byte.
+    res.writeHead(200, { 'content-type': 'text/plain', 'x-from': service });
+    res.flushHeaders();
+    setTimeout(() => res.socket?.destroy(), 20);
     return;
   }
   if (req.url?.endsWith('/half')) {
@@ -107,7 +121,7 @@ async function startFakeUpstream(service: string, port = 0): Promise<FakeUpstrea
   server.on('connection', () => {
     fake.connections += 1;
   });
-  const fake: FakeUpstream = { server, url: '', port: 0, connections: 0, requests: 0, ready: true };
+  const fake: FakeUpstream = { server, url: '', port: 0, connections: 0, requests: 0, ready: true, checks: 0, readyDelayMs: 0 };
   fake.port = await listen(server, port);
   fake.url = `http://127.0.0.1:${fake.port}`;
   cleanups.push(() => closeServer(server));
@@ -653,6 +667,28 @@ describe('several instances of a service', () => {
     const res = await fetch(`${gw}/readyz`);
     expect(res.status).toBe(503);
     expect(await res.json()).toEqual({ status: 'unready', checks: { auth: 'ok', content: 'failing' } });
+  });
+
+  it('[GET /api/test/headers-then-die] cuts the client when an instance dies after its headers, and does not retry elsewhere', async () => {
+    const a = await startFakeUpstream('content-a');
+    const b = await startFakeUpstream('content-b');
+    const gw = await startGateway({ auth: auth.url, content: `${a.url},${b.url}` });
+    await expect(fetch(`${gw}/api/test/headers-then-die`).then((res) => res.text())).rejects.toThrow();
+    // a answered (headers) and died: a retry on b would have mixed b's answer into a's headers.
+    expect(a.requests + b.requests).toBe(1);
+  });
+
+  it('[GET /readyz] shares the health-check round under way instead of starting one per call', async () => {
+    const a = await startFakeUpstream('content-a');
+    const b = await startFakeUpstream('content-b');
+    a.readyDelayMs = 150;
+    b.readyDelayMs = 150;
+    const gw = await startGateway({ auth: auth.url, content: `${a.url},${b.url}` });
+    const statuses = await Promise.all(Array.from({ length: 10 }, () => fetch(`${gw}/readyz`).then((res) => res.status)));
+    expect(statuses).toEqual(Array(10).fill(200));
+    // One round of two checks (or two rounds, if a call came in after the first ended), not ten.
+    expect([a.checks, b.checks]).toEqual([a.checks, a.checks]);
+    expect(a.checks).toBeLessThanOrEqual(2);
   });
 
   it('[GET /api/test/all] with no instance ready still tries them, so a service that is only unready still answers', async () => {
