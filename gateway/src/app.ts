@@ -17,7 +17,7 @@ import type { GatewayConfig } from './config';
 import { DEFAULT_CONSOLE_DIR, serveConsole } from './console';
 import { proxyTo } from './proxy';
 import { rateLimitPerIp } from './rate-limit';
-import { createUpstreamPools, type UpstreamPools } from './upstreams';
+import type { UpstreamPools } from './upstreams';
 
 export type { GatewayConfig } from './config';
 export type { UpstreamPools } from './upstreams';
@@ -27,10 +27,10 @@ export interface GatewayDeps {
   config: GatewayConfig;
   logger: Logger;
   /**
-   * The services' instances, with their connection pools and health checks. Pass them to be
-   * able to close them at shutdown (main and the tests do); when omitted, the app makes its own.
+   * The services' instances, with their connection pools and health checks; whoever makes them
+   * closes them at shutdown (`closeUpstreamPools`).
    */
-  pools?: UpstreamPools;
+  pools: UpstreamPools;
   /** The built web console; console/dist by default (tests may point elsewhere). */
   consoleDir?: string;
 }
@@ -49,7 +49,7 @@ function isUnder(path: string, prefix: string): boolean {
  */
 export function createApp(deps: GatewayDeps): Koa {
   const { config, logger } = deps;
-  const pools = deps.pools ?? createUpstreamPools(config, logger);
+  const pools = deps.pools;
   const allowedOrigins = new Set(config.corsOrigins);
   const timeoutMs = config.upstreamTimeoutMs;
   const toAuth = proxyTo({ pool: pools.auth, timeoutMs, logger });
