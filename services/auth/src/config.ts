@@ -13,7 +13,8 @@ const schema = z
       .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL, e.g. postgres://user:pass@host:5432/gatehouse')
       .optional(),
     DATA_DIR: z.string().min(1).default('.data'),
-    DB_POOL_MAX: z.coerce.number().int().min(1).max(100).default(10),
+    // At least 2: starting up, one connection holds the migrations lock while knex migrates on another.
+    DB_POOL_MAX: z.coerce.number().int().min(2, { error: 'must be at least 2 (one connection holds the migrations lock at start)' }).max(100).default(10),
     DB_ACQUIRE_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(3_000),
     DB_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5_000),
     JWT_ISSUER: z.string().min(1).default('gatehouse'),
@@ -21,7 +22,7 @@ const schema = z
     ACCESS_TOKEN_TTL: z.coerce.number().int().min(30).max(7 * 24 * 3600).default(900),
     BCRYPT_COST: z.coerce.number().int().min(4).max(15).default(10),
     BCRYPT_THREADS: z.coerce.number().int().min(0).max(64).default(availableParallelism()),
-    BCRYPT_MAX_WAIT_MS: z.coerce.number().int().min(1).max(600_000).default(5_000),
+    BCRYPT_MAX_WAIT_MS: z.coerce.number().int().min(1).max(600_000).default(3_000),
     REFRESH_TOKEN_TTL: z.coerce.number().int().min(60).max(365 * 24 * 3600).default(7 * 24 * 3600),
     REFRESH_REUSE_INTERVAL: z.coerce.number().int().min(0).max(60).default(0),
     // At most a minute: a rotated-out key stays published only 300 s past the token lifetime,
@@ -76,8 +77,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env) {
     /** Worker threads hashing passwords; 0 hashes on the event loop's thread. */
     bcryptThreads: parsed.BCRYPT_THREADS,
     /**
-     * How long a password check may wait for a bcrypt thread before a 503 `service.busy`: below
-     * the gateway's `UPSTREAM_TIMEOUT_MS`, so an overloaded sign-up is refused, not written late.
+     * How long a password check may wait for a bcrypt thread before a 503 `service.busy`. A
+     * sign-up waits at most twice, so twice this stays below the gateway's `UPSTREAM_TIMEOUT_MS`
+     * (10 s): an overloaded sign-up is refused, not written after the gateway gave up.
      */
     bcryptMaxWaitMs: parsed.BCRYPT_MAX_WAIT_MS,
     refreshTokenTtlSeconds: parsed.REFRESH_TOKEN_TTL,

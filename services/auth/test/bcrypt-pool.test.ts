@@ -66,7 +66,20 @@ describe('createBcryptPool', () => {
     }
   });
 
-  it('serves a PasswordHasher: verify, the dummy comparison for unknown users, and rehash detection', async () => {
+  it('refuses with 503 the tasks still waiting for a thread when it closes', async () => {
+    const closing = createBcryptPool(1);
+    const running = closing.hash('running-password', 10);
+    const waiting = closing.hash('waiting-password', 4).then(
+      () => 'ran',
+      (err: unknown) => err,
+    );
+    running.catch(() => undefined); // cut by the close
+    await closing.close();
+    expect(await waiting).toMatchObject({ status: 503, code: 'service.busy' });
+    await expect(closing.hash('after-close', 4)).rejects.toMatchObject({ status: 503, code: 'service.busy' });
+  });
+
+    it('serves a PasswordHasher: verify, the dummy comparison for unknown users, and rehash detection', async () => {
     const hasher = createPasswordHasher(5, pool);
     const hash = await hasher.hash('correct-horse-battery');
     expect(await hasher.verify('correct-horse-battery', hash)).toBe(true);

@@ -36,7 +36,7 @@ export const inThreadBcrypt: BcryptEngine = {
 };
 
 export interface BcryptPool extends BcryptEngine {
-  /** Ends the worker threads; pending work finishes first. */
+  /** Ends the worker threads: tasks running are cut, tasks waiting are refused with 503. */
   close(): Promise<void>;
 }
 
@@ -44,9 +44,11 @@ export interface BcryptPoolLimits {
   /** Tasks that may wait for a thread; beyond that, 503 at once. */
   maxQueue?: number;
   /**
-   * How long a task may wait for a thread before it is refused with 503 instead of run. Kept
-   * below the gateway's `UPSTREAM_TIMEOUT_MS`, so that under overload a sign-up is refused
-   * before anything is written, rather than written after the gateway has answered 504.
+   * How long a task may wait for a thread before it is refused with 503 instead of run. A
+   * sign-up queues twice (strength check, then hash), and so does a sign-in that rehashes, so
+   * twice this plus two tasks must stay below the gateway's `UPSTREAM_TIMEOUT_MS`: under
+   * overload a sign-up is then refused before anything is written, rather than written after
+   * the gateway has answered 504.
    */
   maxWaitMs?: number;
 }
@@ -62,7 +64,7 @@ export interface BcryptPoolLimits {
  */
 export function createBcryptPool(threads: number, limits: BcryptPoolLimits = {}): BcryptPool {
   const maxQueue = limits.maxQueue ?? 256 * threads;
-  const maxWaitMs = limits.maxWaitMs ?? 5_000;
+  const maxWaitMs = limits.maxWaitMs ?? 3_000;
   const pool = new Piscina({
     filename: path.join(__dirname, 'bcrypt-worker.js'),
     minThreads: threads,
@@ -72,9 +74,11 @@ export function createBcryptPool(threads: number, limits: BcryptPoolLimits = {})
   });
   const waiting: { start: () => void; refuse: (err: Error) => void; enqueuedAt: number }[] = [];
   let running = 0;
+  let closed = false;
 
   /** Resolves when a thread is free for this task; rejects with 503 when it waited too long. */
   const takeThread = (): Promise<void> => {
+    if (closed) return Promise.reject(busy());
     if (running < threads) {
       running += 1;
       return Promise.resolve();
@@ -86,7 +90,7 @@ export function createBcryptPool(threads: number, limits: BcryptPoolLimits = {})
   const releaseThread = () => {
     const now = performance.now();
     for (let next = waiting.shift(); next !== undefined; next = waiting.shift()) {
-      if (now - next.enqueuedAt <= maxWaitMs) {
+      if (!closed && now - next.enqueuedAt <= maxWaitMs) {
         next.start();
         return;
       }
@@ -106,7 +110,12 @@ export function createBcryptPool(threads: number, limits: BcryptPoolLimits = {})
     hash: (password, cost) => run({ op: 'hash', password, cost }),
     compare: (password, hash) => run({ op: 'compare', password, hash }),
     score: (password, userInputs) => run({ op: 'score', password, userInputs }),
-    close: () => pool.destroy(),
+    close: () => {
+      // Shutting down: what still waits for a thread is refused like an overload (503).
+      closed = true;
+      for (let next = waiting.shift(); next !== undefined; next = waiting.shift()) next.refuse(busy());
+      return pool.destroy();
+    },
   };
 }
 
