@@ -163,10 +163,13 @@ export function createSigninThrottle(knex: Knex, settings: SigninThrottleSetting
     /** Deletes counters whose window and lock have both passed; run now and then. */
     async prune(now: Date): Promise<number> {
       const windowStart = new Date(now.getTime() - settings.windowSeconds * 1000);
-      return knex('signin_throttle')
+      // The deleted keys rather than knex's count, which the embedded database's driver does not give.
+      const deleted: { key: string }[] = await knex('signin_throttle')
         .where('window_started_at', '<=', windowStart)
         .where((where) => where.whereNull('locked_until').orWhere('locked_until', '<=', now))
-        .delete();
+        .delete()
+        .returning('key');
+      return deleted.length;
     },
   };
 }
