@@ -382,7 +382,14 @@ describe('sign-in throttle against a burst of concurrent guesses', () => {
     const replies = await Promise.all(Array.from({ length: 40 }, () => signIn(auth, user.username, `${user.password}-wrong`, ip)));
     const statuses = replies.map((reply) => reply.status);
     const counts = (status: number) => statuses.filter((seen) => seen === status).length;
-    expect({ 401: counts(401), 429: counts(429) }).toEqual({ 401: DEFAULT_THROTTLE.maxFailures, 429: 40 - DEFAULT_THROTTLE.maxFailures });
+    // On a starved machine (CI running everything at once) a guess queued behind the others on
+    // the counters' rows can outwait the statement timeout: that is a 503 and counts as no
+    // attempt, never as a pass. Anything else but 401 and 429 fails here with its body.
+    const others = replies.filter((reply) => reply.status !== 401 && reply.status !== 429);
+    for (const reply of others) expect(reply).toMatchObject({ status: 503, body: { code: 'service.unavailable' } });
+    expect(counts(401)).toBeLessThanOrEqual(DEFAULT_THROTTLE.maxFailures);
+    // And the throttle does not refuse early: only guesses past the threshold get the 429.
+    expect(counts(401) + others.length).toBeGreaterThanOrEqual(DEFAULT_THROTTLE.maxFailures);
     // Nothing is left reserved once the burst is over.
     const pending: number[] = await auth.db.knex('signin_throttle').pluck('pending');
     expect(pending.every((count) => count === 0)).toBe(true);
