@@ -21,7 +21,7 @@ import {
 } from './report';
 import { runWorkload, type LoadSettings, type RunTargets, type WorkloadRun } from './runner';
 import { buildServices } from '../build';
-import { ProcessSet, ROOT, imageNodeOptions, prepareDatabase, startBaseline, startProxyFloor, startStack, type BenchDatabase, type BenchProcess } from './stack';
+import { ProcessSet, ROOT, imageNodeOptions, prepareDatabase, startBaseline, startProxyFloor, startStack, superviseRun, type BenchProcess } from './stack';
 import {
   PROCESS_NAMES,
   RefreshTokenPool,
@@ -268,27 +268,11 @@ async function main(argv: string[]): Promise<number> {
     await buildServices(builtDir);
   }
   const processes = new ProcessSet(builtDir);
-  const abort = new AbortController();
-  let database: BenchDatabase | undefined;
-  let cleanup: Promise<void> | undefined;
-  const stopEverything = () =>
-    (cleanup ??= (async () => {
-      await processes.stopAll();
-      await database?.cleanup().catch((err: unknown) => say(`Could not remove the benchmark's database: ${String(err)}`));
-    })());
-  // Whatever ends this process, the services must not outlive it.
-  process.on('exit', () => processes.killAllNow());
-  const onSignal = (signal: NodeJS.Signals) => {
-    say(`\n${signal}: stopping the benchmark and the services (again to force)…`);
-    process.once(signal, () => process.exit(130));
-    abort.abort();
-    void stopEverything().finally(() => process.exit(130));
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const run = superviseRun('benchmark', processes, say);
 
   try {
-    database = await prepareDatabase(process.env.DATABASE_URL || undefined);
+    const database = await prepareDatabase(process.env.DATABASE_URL || undefined);
+    run.database = database;
     say(`Database: ${database.description}`);
     const tag = newTag();
     const admin = newAccount('bench_admin', tag);
@@ -304,7 +288,7 @@ async function main(argv: string[]): Promise<number> {
       `${options.runs} run(s) of ${durationSec} s per workload after ${warmupSec} s of warm-up, ${connections} connections; ` +
         `about ${Math.ceil(estimateSeconds(options) / 60)} min.`,
     );
-    const { runs, workloads } = await runAll(options, started, admin, tag, abort.signal);
+    const { runs, workloads } = await runAll(options, started, admin, tag, run.signal);
 
     const memory: BenchReport['memory'] = {};
     const errorsLogged: BenchReport['errorsLogged'] = {};
@@ -313,7 +297,7 @@ async function main(argv: string[]): Promise<number> {
       memory[name] = { peakRssMb: Math.max(0, ...peaks), vmHwmMb: hwmMbOf(processTree(started.processes[name].pid)) };
       errorsLogged[name] = started.processes[name].errorLines();
     }
-    await stopEverything();
+    await run.stopEverything();
 
     const report: BenchReport = {
       version: 1,
@@ -348,9 +332,9 @@ async function main(argv: string[]): Promise<number> {
     if (failures.length > 0) say(`\nProblems:\n${failures.map((failure) => `  ${failure}`).join('\n')}`);
     return options.smoke && failures.length > 0 ? 1 : 0;
   } catch (err) {
-    if (abort.signal.aborted) return new Promise<number>(() => {}); // the signal handler exits
+    if (run.signal.aborted) return new Promise<number>(() => {}); // the signal handler exits
     process.stderr.write(`The benchmark failed: ${err instanceof Error ? err.message : String(err)}\n`);
-    await stopEverything();
+    await run.stopEverything();
     return 1;
   }
 }

@@ -316,3 +316,42 @@ function builtEntry(builtDir: string, entry: string): string | undefined {
   }
   return undefined;
 }
+
+/** A run's processes and database, stopped together however the run ends. */
+export interface SupervisedRun {
+  /** Aborted on SIGINT or SIGTERM; the run then stops what it is doing. */
+  readonly signal: AbortSignal;
+  /** The database to clean up after the processes have stopped, once there is one. */
+  database: BenchDatabase | undefined;
+  /** Stops every process, then cleans up the database; once, whoever calls it first. */
+  stopEverything(): Promise<void>;
+}
+
+/**
+ * Makes sure the services `processes` started never outlive the `what` (`benchmark`, `soak`)
+ * that started them: killed when this process exits, stopped gracefully on SIGINT or SIGTERM
+ * (exit 130; the same signal again forces it).
+ */
+export function superviseRun(what: string, processes: ProcessSet, say: (line: string) => void): SupervisedRun {
+  const abort = new AbortController();
+  let cleanup: Promise<void> | undefined;
+  const run: SupervisedRun = {
+    signal: abort.signal,
+    database: undefined,
+    stopEverything: () =>
+      (cleanup ??= (async () => {
+        await processes.stopAll();
+        await run.database?.cleanup().catch((err: unknown) => say(`Could not remove the ${what}'s database: ${String(err)}`));
+      })()),
+  };
+  process.on('exit', () => processes.killAllNow());
+  const onSignal = (signal: NodeJS.Signals) => {
+    say(`\n${signal}: stopping the ${what} and the services (again to force)…`);
+    process.once(signal, () => process.exit(130));
+    abort.abort();
+    void run.stopEverything().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return run;
+}

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { newAccount, newTag } from '../bench/accounts';
 import { assertProcAvailable, processTree, rssMbOf, startWindow, waitUntilIdle } from '../bench/measure';
-import { ProcessSet, prepareDatabase, startStack, type BenchDatabase, type BenchStack } from '../bench/stack';
+import { ProcessSet, prepareDatabase, startStack, superviseRun, type BenchDatabase, type BenchStack } from '../bench/stack';
 import { KINDS, Recorder } from './client';
 import { SERVICES, renderText, writeReport, type CheckResult, type MemoryFigures, type ServiceName, type SoakReport } from './report';
 import { REVOCATION_GRACE_MS, THROTTLE_FAILURES, runTraffic, signInAdmin, type TrafficResult } from './traffic';
@@ -368,30 +368,14 @@ async function main(argv: string[]): Promise<number> {
   assertProcAvailable();
 
   const processes = new ProcessSet();
-  const abort = new AbortController();
-  let database: BenchDatabase | undefined;
-  let cleanup: Promise<void> | undefined;
-  const stopEverything = () =>
-    (cleanup ??= (async () => {
-      await processes.stopAll();
-      await database?.cleanup().catch((err: unknown) => say(`Could not remove the soak's database: ${String(err)}`));
-    })());
-  // Whatever ends this process, the services must not outlive it.
-  process.on('exit', () => processes.killAllNow());
-  const onSignal = (signal: NodeJS.Signals) => {
-    say(`\n${signal}: stopping the soak and the services (again to force)…`);
-    process.once(signal, () => process.exit(130));
-    abort.abort();
-    void stopEverything().finally(() => process.exit(130));
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const run = superviseRun('soak', processes, say);
 
   try {
-    database = await prepareDatabase(process.env.DATABASE_URL || undefined);
+    const database = await prepareDatabase(process.env.DATABASE_URL || undefined);
+    run.database = database;
     say(`Database: ${database.description}`);
-    const report = await soak(options, processes, database, abort.signal);
-    await stopEverything();
+    const report = await soak(options, processes, database, run.signal);
+    await run.stopEverything();
     say(`\n${renderText(report)}`);
     if (options.out) {
       await writeReport(options.out, report);
@@ -399,9 +383,9 @@ async function main(argv: string[]): Promise<number> {
     }
     return report.ok ? 0 : 1;
   } catch (err) {
-    if (abort.signal.aborted) return new Promise<number>(() => {}); // the signal handler exits
+    if (run.signal.aborted) return new Promise<number>(() => {}); // the signal handler exits
     process.stderr.write(`The soak failed: ${err instanceof Error ? err.message : String(err)}\n`);
-    await stopEverything();
+    await run.stopEverything();
     return 1;
   }
 }
