@@ -67,14 +67,35 @@ export function tooManyAttempts(retryAfterSeconds: number): AppError {
 export function createSigninThrottle(knex: Knex, settings: SigninThrottleSettings) {
   const enabled = settings.maxFailures > 0;
 
+  /**
+   * An attempt's keys in the one order every statement here locks them: by key, as the "C"
+   * collation sorts. Two statements that lock the same rows in different orders deadlock, and
+   * PostgreSQL then kills one of them. The prefixes fix the order whatever the name or address.
+   */
   function keysOf(username: string, ip: string | undefined): ThrottleKey[] {
     const account = username.toLowerCase();
     const client = clientKey(ip);
     return [
       { key: `account-ip:${account}|${client}`, threshold: settings.maxFailures },
-      { key: `ip:${client}`, threshold: settings.maxFailuresPerIp },
       { key: `account:${account}`, threshold: settings.maxFailures * 20 },
+      { key: `ip:${client}`, threshold: settings.maxFailuresPerIp },
     ];
+  }
+
+  /**
+   * The rows of `keys`, locked in key order: an update or delete of several counters takes its
+   * rows through this, since a plain `WHERE key IN (…)` locks them in whatever order the scan
+   * meets them. (An insert locks them in the order of its rows, which `keysOf` gives.)
+   */
+  function lockedInOrder(keys: ThrottleKey[]) {
+    return knex('signin_throttle')
+      .select('key')
+      .whereIn(
+        'key',
+        keys.map((entry) => entry.key),
+      )
+      .orderByRaw('key COLLATE "C"')
+      .forUpdate();
   }
 
   /** Counts a failed attempt against each of its keys, locking those past their threshold. */
@@ -104,7 +125,7 @@ export function createSigninThrottle(knex: Knex, settings: SigninThrottleSetting
   /** Takes this attempt's reservation back off every key (it ended, or never went ahead). */
   async function release(keys: ThrottleKey[]): Promise<void> {
     await knex('signin_throttle')
-      .whereIn('key', keys.map((entry) => entry.key))
+      .whereIn('key', lockedInOrder(keys))
       .update({ pending: knex.raw('greatest(pending - 1, 0)') });
   }
 
@@ -152,7 +173,7 @@ export function createSigninThrottle(knex: Knex, settings: SigninThrottleSetting
         succeeded: async () => {
           await release(keys);
           // The account's counters start again (the IP's do not).
-          await knex('signin_throttle').whereIn('key', accountKeys.map((entry) => entry.key)).delete();
+          await knex('signin_throttle').whereIn('key', lockedInOrder(accountKeys)).delete();
         },
         release: () => release(keys),
       };
