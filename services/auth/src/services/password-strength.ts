@@ -1,18 +1,32 @@
-import { zxcvbn, zxcvbnOptions } from '@zxcvbn-ts/core';
-import { adjacencyGraphs, dictionary } from '@zxcvbn-ts/language-common';
 import { ZodError } from 'zod';
-
-// The common-password lists and keyboard graphs ship inside the package: no network call. The
-// options object is the library's one global; it holds only these read-only lists. (The
-// worker threads set up their own copy in bcrypt-worker.js.)
-zxcvbnOptions.setOptions({ dictionary, graphs: adjacencyGraphs });
 
 /** zxcvbn scores 0 … 4; below this a password is one of the commonest or nearly as guessable. */
 export const MIN_PASSWORD_SCORE = 2;
 
+type Zxcvbn = (typeof import('@zxcvbn-ts/core'))['zxcvbn'];
+
+let scorer: Promise<Zxcvbn> | undefined;
+
+/**
+ * zxcvbn with the common-password lists and keyboard graphs, which ship inside the package (no
+ * network call). Loaded on first use: they take about 15 MiB in each thread that holds them, and
+ * the service scores in its worker threads (bcrypt-worker.js sets up their copies), so its main
+ * thread never needs them. The options object is the library's one global; it holds only these
+ * read-only lists.
+ */
+async function loadScorer(): Promise<Zxcvbn> {
+  const [{ zxcvbn, zxcvbnOptions }, { adjacencyGraphs, dictionary }] = await Promise.all([
+    import('@zxcvbn-ts/core'),
+    import('@zxcvbn-ts/language-common'),
+  ]);
+  zxcvbnOptions.setOptions({ dictionary, graphs: adjacencyGraphs });
+  return zxcvbn;
+}
+
 /** The zxcvbn score of `password`, on this thread. */
-export function passwordScore(password: string, userInputs: string[]): number {
-  return zxcvbn(password, userInputs).score;
+export async function passwordScore(password: string, userInputs: string[]): Promise<number> {
+  scorer ??= loadScorer();
+  return (await scorer)(password, userInputs).score;
 }
 
 /** What the user chose that a guessable password is often made of. */

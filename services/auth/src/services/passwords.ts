@@ -32,7 +32,7 @@ export interface BcryptEngine {
 export const inThreadBcrypt: BcryptEngine = {
   hash: (password, cost) => bcrypt.hash(password, cost),
   compare: (password, hash) => bcrypt.compare(password, hash),
-  score: async (password, userInputs) => passwordScore(password, userInputs),
+  score: passwordScore,
 };
 
 export interface BcryptPool extends BcryptEngine {
