@@ -6,13 +6,13 @@
  * the service itself and its CPU and memory can be read from /proc.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { createTestDatabase, freePort } from '@gatehouse/testing';
 import { SERVICES } from '../build';
+import { runtimeImageEnv } from '../dockerfile';
 
 /** The repository root. */
 export const ROOT = path.resolve(__dirname, '../..');
@@ -301,10 +301,9 @@ export function startProxyFloor(processes: ProcessSet, upstreamUrl: string): Pro
   );
 }
 
-/** `NODE_OPTIONS` as the Dockerfile's runtime image sets it (`ENV … NODE_OPTIONS=…`), or ''. */
+/** `NODE_OPTIONS` as the Dockerfile's runtime image sets it, or ''. */
 export function imageNodeOptions(): string {
-  const dockerfile = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
-  return /^ENV\s.*\bNODE_OPTIONS=(\S+)/m.exec(dockerfile)?.[1] ?? '';
+  return runtimeImageEnv().NODE_OPTIONS ?? '';
 }
 
 /** `dist/<service>/<name>.js` for an entry of scripts/build.ts's list, else undefined. */

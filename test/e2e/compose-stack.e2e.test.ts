@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { buildUser, createTestDatabase, freePort, readJson, type TestDatabase } from '@gatehouse/testing';
 import { buildServices } from '../../scripts/build';
+import { runtimeImageEnv } from '../../scripts/dockerfile';
 import { runsWithTool } from './stack';
 
 // docker-compose.yml and the Dockerfile, run without Docker: the production build (`pnpm
@@ -64,14 +65,6 @@ function composeEnvironment(service: ComposeService, env: Record<string, string 
   return Object.fromEntries(
     Object.entries(service.environment ?? {}).map(([key, value]) => [key, interpolate(value === null ? '' : String(value), env)]),
   );
-}
-
-/** `ENV` of the Dockerfile's last stage (the runtime image), as `KEY=value` pairs. */
-function imageEnvironment(): Record<string, string> {
-  const dockerfile = readFileSync(path.join(root, 'Dockerfile'), 'utf8').replace(/\\\n/g, ' ');
-  const runtime = dockerfile.slice(dockerfile.search(/^FROM .*$(?![\s\S]*^FROM )/m));
-  const pairs = [...runtime.matchAll(/^ENV\s+(.+)$/gm)].flatMap((match) => (match[1] ?? '').trim().split(/\s+/));
-  return Object.fromEntries(pairs.map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]));
 }
 
 /** Services in an order where each comes after everything it depends on. */
@@ -269,7 +262,7 @@ describe('the production build', () => {
 
     beforeAll(async () => {
       database = await createTestDatabase();
-      const image = imageEnvironment();
+      const image = runtimeImageEnv();
       for (const name of startOrder(services)) {
         const service = services[name] ?? {};
         if (name === 'postgres') continue; // the test server's fresh database stands in for it
