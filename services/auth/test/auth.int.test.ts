@@ -15,6 +15,19 @@ afterAll(async () => {
   await auth?.close();
 });
 
+/** The SQL of every statement the auth app sent while `work` ran, transaction control included. */
+async function statementsOf(work: () => Promise<void>): Promise<string[]> {
+  const statements: string[] = [];
+  const record = (query: { sql: string }) => statements.push(query.sql);
+  auth.db.knex.on('query', record);
+  try {
+    await work();
+  } finally {
+    auth.db.knex.off('query', record);
+  }
+  return statements;
+}
+
 async function signUp(body: unknown) {
   const res = await auth.post('/api/auth/signup', body);
   return { status: res.status, body: await readJson(res) };
@@ -39,15 +52,9 @@ describe('[POST /api/auth/signup]', () => {
   });
 
   it('stores the user, the role and the audit event in one statement: one round trip to the database', async () => {
-    const statements: string[] = [];
-    const count = (query: { sql: string }) => statements.push(query.sql);
-    auth.db.knex.on('query', count);
-    try {
-      const user = buildUser();
-      expect((await signUp(user)).status).toBe(201);
-    } finally {
-      auth.db.knex.off('query', count);
-    }
+    const statements = await statementsOf(async () => {
+      expect((await signUp(buildUser())).status).toBe(201);
+    });
     expect(statements).toHaveLength(1);
     expect(statements[0]).toMatch(/INSERT INTO users[\s\S]*INSERT INTO user_roles[\s\S]*INSERT INTO auth_events/);
   });
@@ -194,6 +201,49 @@ describe('[POST /api/auth/signin]', () => {
     const res = await auth.post('/api/auth/signin', { username: 'someone' });
     expect(res.status).toBe(400);
     expect(await res.json()).toMatchObject({ code: 'request.invalid_input' });
+  });
+});
+
+describe('round trips to the database of a sign-in and a refresh', () => {
+  // A user read brings the roles in the same query; under a transaction the user's row is
+  // locked first, then read. A sign-in makes 5 statements and a refresh 7, plus BEGIN and COMMIT.
+  const withoutTransactionControl = (statements: string[]) => statements.filter((sql) => !/^(BEGIN|COMMIT)\b/i.test(sql));
+  const userWithRoles = /^select "users"\.\*, ARRAY\(SELECT roles\.name .* where /;
+  const userLock = /^select "id" from "users" where "id" = \$\d+ limit \$\d+ for no key update$/;
+
+  it('signs in with one read of the user, then one transaction: the user locked and read again, the token, the event', async () => {
+    const user = buildUser();
+    await signUp(user);
+    const statements = await statementsOf(async () => {
+      expect((await signIn(user.username, user.password)).status).toBe(200);
+    });
+    expect(statements).toHaveLength(7);
+    expect(withoutTransactionControl(statements)).toEqual([
+      expect.stringMatching(userWithRoles),
+      expect.stringMatching(userLock),
+      expect.stringMatching(userWithRoles),
+      expect.stringMatching(/^insert into "refresh_tokens"/),
+      expect.stringMatching(/^insert into "auth_events"/),
+    ]);
+  });
+
+  it('refreshes with one lookup of the token, then one transaction: the user locked and read, the token locked, the successor, the event', async () => {
+    const user = buildUser();
+    await signUp(user);
+    const { refreshToken } = (await signIn(user.username, user.password)).body;
+    const statements = await statementsOf(async () => {
+      expect((await auth.post('/api/auth/refreshtoken', { refreshToken })).status).toBe(200);
+    });
+    expect(statements).toHaveLength(9);
+    expect(withoutTransactionControl(statements)).toEqual([
+      expect.stringMatching(/^select \* from "refresh_tokens" where "token_hash" = /),
+      expect.stringMatching(userLock),
+      expect.stringMatching(userWithRoles),
+      expect.stringMatching(/^select \* from "refresh_tokens" where "token_hash" = .* for update$/),
+      expect.stringMatching(/^insert into "refresh_tokens"/),
+      expect.stringMatching(/^update "refresh_tokens"/),
+      expect.stringMatching(/^insert into "auth_events"/),
+    ]);
   });
 });
 

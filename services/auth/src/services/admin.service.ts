@@ -37,7 +37,7 @@ export function createAdminService(deps: { knex: Knex; clock: () => Date }) {
     return knex.transaction(async (trx) => {
       await trx.raw(ADMINS_LOCK);
       const tx = createRepositories(trx);
-      const user = await tx.users.findUserById(userId, { forUpdate: true });
+      const user = await tx.users.findUserById(userId, { lock: 'update' });
       assertThat(user, userNotFound());
       if (!staysActiveAdmin(user)) {
         const admins = await tx.users.findActiveAdminIds();

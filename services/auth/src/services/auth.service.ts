@@ -168,7 +168,8 @@ export function createAuthService(deps: {
     if (!owner) return { kind: 'refused', reason: 'unknown' };
     return knex.transaction(async (trx) => {
       const tx = createRepositories(trx);
-      await tx.users.lockUser(owner.user_id);
+      // The user locked (the lock `lockUser` takes), then read as they are now.
+      const user = await tx.users.findUserById(owner.user_id, { lock: 'no key update' });
       const now = clock();
       const row = await tx.refreshTokens.findRefreshTokenForUpdate(tokenHash);
       if (!row) return { kind: 'refused', reason: 'unknown' };
@@ -177,7 +178,6 @@ export function createAuthService(deps: {
       if (row.used_at) {
         const sealed = await reusableSuccessor(tx, row, now);
         if (sealed) {
-          const user = await tx.users.findUserById(row.user_id);
           if (!user || user.disabledAt) return { kind: 'refused', reason: 'disabled' };
           await tx.events.recordEvent({
             type: 'token.refresh',
@@ -204,7 +204,6 @@ export function createAuthService(deps: {
       }
 
       if (row.expires_at <= now) return { kind: 'refused', reason: 'expired' };
-      const user = await tx.users.findUserById(row.user_id);
       if (!user || user.disabledAt) return { kind: 'refused', reason: 'disabled' };
 
       const successor = await storeRefreshToken(tx, user.id, row.family_id, meta, now);
@@ -254,8 +253,7 @@ export function createAuthService(deps: {
     // while the password was being checked must not be outlived by this new session.
     const started = await knex.transaction(async (trx) => {
       const tx = createRepositories(trx);
-      await tx.users.lockUser(user.id);
-      const current = await tx.users.findUserById(user.id);
+      const current = await tx.users.findUserById(user.id, { lock: 'no key update' });
       if (!current || current.disabledAt) return undefined;
       const now = clock();
       const stored = await storeRefreshToken(tx, current.id, familyId, meta, now);
