@@ -51,6 +51,8 @@ Options:
   --only A,B,...      only these workloads (the baseline always runs):
                       ${WORKLOAD_NAMES.join(', ')}
   --out DIR           write the reports to DIR instead of docs/benchmarks
+  --workers N         run the gateway and the content service with WORKERS=N (node:cluster
+                      processes sharing the port; default 1)
   --source            run the services from TypeScript through tsx, as pnpm start does,
                       instead of building them
   --smoke             a quick check: 1 run, 1 s per workload after 0.5 s of warm-up,
@@ -80,6 +82,8 @@ interface BenchOptions {
   source: boolean;
   /** Sequential bcrypt compares timed for the sign-in reference. */
   bcryptCompares: number;
+  /** `WORKERS` of the gateway and the content service. */
+  workers: number;
   help: boolean;
 }
 
@@ -108,6 +112,7 @@ function parseOptions(argv: string[]): BenchOptions {
         connections: { type: 'string' },
         only: { type: 'string' },
         out: { type: 'string' },
+        workers: { type: 'string' },
         smoke: { type: 'boolean', default: false },
         source: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
@@ -132,6 +137,7 @@ function parseOptions(argv: string[]): BenchOptions {
     outDir: values.out,
     source: values.source,
     bcryptCompares: smoke ? 3 : 20,
+    workers: numberOption(values.workers, 'workers', 1, { integer: true, min: 1, max: 64 }),
     help: values.help,
   };
 }
@@ -277,7 +283,10 @@ async function main(argv: string[]): Promise<number> {
     const tag = newTag();
     const admin = newAccount('bench_admin', tag);
     say(`Starting auth, content, gateway (${builtDir ? 'built, from dist/' : 'from TypeScript, through tsx'}), the baseline server and the proxy floor…`);
-    const [stack, baseline] = await Promise.all([startStack(processes, database, admin), startBaseline(processes)]);
+    const [stack, baseline] = await Promise.all([startStack(processes, database, admin, {
+      gateway: { WORKERS: String(options.workers) },
+      content: { WORKERS: String(options.workers) },
+    }), startBaseline(processes)]);
     const floor = await startProxyFloor(processes, stack.content.url);
     const started: Started = {
       processes: { baseline, floor, ...stack },
@@ -316,6 +325,7 @@ async function main(argv: string[]): Promise<number> {
         smoke: options.smoke,
         runtime: builtDir ? 'built' : 'tsx',
         nodeOptions: builtDir ? imageNodeOptions() : undefined,
+        workers: options.workers,
         workloads: workloads.map((workload) => workload.name),
       },
       workloads: summarizeWorkloads(runs, workloads),

@@ -73,6 +73,8 @@ export interface BenchReport {
     runtime: 'built' | 'tsx';
     /** NODE_OPTIONS of the built services (the Docker image's). */
     nodeOptions?: string;
+    /** `WORKERS` of the gateway and the content service (absent in reports before the option). */
+    workers?: number;
     workloads: WorkloadName[];
   };
   workloads: WorkloadSummary[];
@@ -340,7 +342,7 @@ export function renderMarkdown(report: BenchReport, svgFile: string): string {
       : '- The services ran from TypeScript through tsx (`--source`), as `pnpm start` runs them; the baseline and the proxy floor are plain JavaScript, so their memory is about 25 MiB below what tsx adds to each service.',
     '- `floor-mod` is the least any reverse proxy in Node.js does: a bare node:http proxy (scripts/bench/proxy-floor.mjs) with keep-alive',
     '  connections in front of the same content service. The gateway does all it does and more, so its figures cannot beat these.',
-    '- Settings of the services: `LOG_LEVEL=warn`, `BCRYPT_COST=10`, `AUTH_RATE_LIMIT=0`, `SIGNIN_MAX_FAILURES=0`; everything else default.',
+    `- Settings of the services: \`LOG_LEVEL=warn\`, \`BCRYPT_COST=10\`, \`AUTH_RATE_LIMIT=0\`, \`SIGNIN_MAX_FAILURES=0\`, \`WORKERS=${report.settings.workers ?? 1}\` for the gateway and content; everything else default.`,
     `- Written by \`pnpm bench\` (scripts/bench); all figures, per run, are in latest.json.`,
     '',
   ].join('\n');
