@@ -34,15 +34,12 @@ RUN mkdir -p /out \
 # --- runtime: Node, the bundles and their production packages; no sources, no pnpm ----------
 FROM ${NODE_IMAGE} AS runtime
 WORKDIR /app
-# HOST: listen on the container's interfaces, not only its loopback. NODE_OPTIONS, measured
-# by `pnpm bench`, which runs the services with them:
-# - a 2 MiB young generation keeps each service near its idle size under load;
-# - a 192 MiB old-generation limit makes V8 collect before it grows the heap: without one, on
-#   a host with many GiB, it lets garbage pile up to several times what is live (auth under
-#   refreshes: 238 → 144 MiB RSS, of which about 30 MiB of live heap). Every service keeps its
-#   live heap well under this; raise it with the container's memory limit if one ever nears it.
-# Add --enable-source-maps for TypeScript file and line in stack traces (about 10 MiB more).
-ENV NODE_ENV=production HOST=0.0.0.0 NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=192"
+# HOST: listen on the container's interfaces, not only its loopback. NODE_OPTIONS: a 2 MiB
+# young generation keeps each service's memory under load near its idle size (measured by
+# `pnpm bench`, which runs the services with these options and the commands of
+# docker-compose.yml). Add --enable-source-maps for TypeScript file and line in stack traces
+# (about 10 MiB more per service).
+ENV NODE_ENV=production HOST=0.0.0.0 NODE_OPTIONS=--max-semi-space-size=2
 # Owned by root and read-only to the service: the code cannot be changed by the process that
 # runs it (and Kubernetes can mount the root filesystem read-only).
 COPY --from=build /out/ ./

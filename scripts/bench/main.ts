@@ -20,7 +20,8 @@ import {
   type RunRecord,
 } from './report';
 import { runWorkload, type LoadSettings, type RunTargets, type WorkloadRun } from './runner';
-import { buildServices } from '../build';
+import { SERVICES, buildServices } from '../build';
+import { composeNodeFlags } from '../image';
 import { ProcessSet, ROOT, imageNodeOptions, prepareDatabase, startBaseline, startProxyFloor, startStack, superviseRun, type BenchProcess } from './stack';
 import {
   PROCESS_NAMES,
@@ -325,6 +326,7 @@ async function main(argv: string[]): Promise<number> {
         smoke: options.smoke,
         runtime: builtDir ? 'built' : 'tsx',
         nodeOptions: builtDir ? imageNodeOptions() : undefined,
+        nodeFlags: builtDir ? Object.fromEntries(Object.keys(SERVICES).map((service) => [service, composeNodeFlags(service)])) : undefined,
         workers: options.workers,
         workloads: workloads.map((workload) => workload.name),
       },

@@ -12,7 +12,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { createTestDatabase, freePort } from '@gatehouse/testing';
 import { SERVICES } from '../build';
-import { runtimeImageEnv } from '../dockerfile';
+import { composeNodeFlags, runtimeImageEnv } from '../image';
 
 /** The repository root. */
 export const ROOT = path.resolve(__dirname, '../..');
@@ -97,18 +97,20 @@ export class ProcessSet {
    */
   constructor(private readonly builtDir?: string) {}
 
-  /** The node arguments that run `entry` (a file of the repository): its bundle, JavaScript as is, or TypeScript through tsx. */
-  private argsFor(entry: string): string[] {
-    const bundle = this.builtDir === undefined ? undefined : builtEntry(this.builtDir, entry);
-    if (bundle !== undefined) return [bundle];
-    return entry.endsWith('.ts') ? ['--import', 'tsx', path.join(ROOT, entry)] : [path.join(ROOT, entry)];
+  /**
+   * The node arguments that run `entry` (a file of the repository), and its NODE_OPTIONS: a
+   * service's bundle as the image runs it (the Dockerfile's NODE_OPTIONS, the node options of
+   * its docker-compose.yml command), JavaScript as is, or TypeScript through tsx.
+   */
+  private commandFor(entry: string): { args: string[]; nodeOptions?: string } {
+    const built = this.builtDir === undefined ? undefined : builtEntry(this.builtDir, entry);
+    if (built !== undefined) return { args: [...composeNodeFlags(built.service), built.file], nodeOptions: imageNodeOptions() };
+    return { args: entry.endsWith('.ts') ? ['--import', 'tsx', path.join(ROOT, entry)] : [path.join(ROOT, entry)] };
   }
 
   /** Runs `entry` as a process named `name`, listening on `port`. */
   launch(name: string, entry: string, port: number, env: NodeJS.ProcessEnv): BenchProcess {
-    const args = this.argsFor(entry);
-    // A built service runs with the Docker image's node options, as it would in production.
-    const nodeOptions = this.builtDir !== undefined && args.length === 1 && args[0]?.startsWith(this.builtDir) ? imageNodeOptions() : undefined;
+    const { args, nodeOptions } = this.commandFor(entry);
     // A process group of its own (detached): the benchmark decides when the services stop, also
     // on Ctrl-C, and can kill a service together with any workers it forked.
     const child = spawn(process.execPath, args, {
@@ -307,10 +309,10 @@ export function imageNodeOptions(): string {
 }
 
 /** `dist/<service>/<name>.js` for an entry of scripts/build.ts's list, else undefined. */
-function builtEntry(builtDir: string, entry: string): string | undefined {
+function builtEntry(builtDir: string, entry: string): { service: string; file: string } | undefined {
   for (const [service, entries] of Object.entries(SERVICES)) {
     for (const [name, source] of Object.entries(entries)) {
-      if (source === entry) return path.join(builtDir, service, `${name}.js`);
+      if (source === entry) return { service, file: path.join(builtDir, service, `${name}.js`) };
     }
   }
   return undefined;

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { BenchReport } from '../../scripts/bench/report';
 import { WORKLOAD_NAMES } from '../../scripts/bench/workloads';
+import { composeNodeFlags, runtimeImageEnv } from '../../scripts/image';
 
 const root = path.resolve(__dirname, '../..');
 
@@ -54,6 +55,14 @@ describe('pnpm bench --smoke', () => {
         rated: true,
       });
     }
+    // The services ran as the image and docker-compose.yml run them.
+    expect(report.settings).toMatchObject({
+      runtime: 'built',
+      nodeOptions: runtimeImageEnv().NODE_OPTIONS,
+      nodeFlags: { auth: composeNodeFlags('auth'), content: composeNodeFlags('content'), gateway: composeNodeFlags('gateway') },
+      workers: 1,
+    });
+    expect(report.settings.nodeFlags?.auth).toContain('--max-old-space-size=192');
     expect(report.signinVsBcrypt?.ratio).toBeGreaterThan(0);
     expect(report.authHealth?.requests).toBeGreaterThan(0);
     expect(existsSync(path.join(outDir, 'latest.md'))).toBe(true);

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { buildUser, createTestDatabase, freePort, readJson, type TestDatabase } from '@gatehouse/testing';
 import { buildServices } from '../../scripts/build';
-import { runtimeImageEnv } from '../../scripts/dockerfile';
+import { runtimeImageEnv } from '../../scripts/image';
 import { runsWithTool } from './stack';
 
 // docker-compose.yml and the Dockerfile, run without Docker: the production build (`pnpm
