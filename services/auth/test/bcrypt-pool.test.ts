@@ -66,6 +66,30 @@ describe('createBcryptPool', () => {
     }
   });
 
+  it('drops a waiting task whose client has gone with 499 request.client_closed, before the running one ends, and runs the rest', async () => {
+    const one = createBcryptPool(1);
+    try {
+      const matching = await bcrypt.hash('still-wanted', 4);
+      // Cost 12 holds the one thread for a few hundred milliseconds.
+      const running = one.hash('holding-the-thread', 12).then(() => 'running task done');
+      const client = new AbortController();
+      const abandoned = one.hash('nobody-waits-for-this', 12, client.signal).then(
+        () => 'abandoned task ran',
+        (err: unknown) => err,
+      );
+      const wanted = one.compare('still-wanted', matching);
+      client.abort();
+      // Refused at once, while the running task still holds the thread: it never ran.
+      expect(await Promise.race([abandoned, running])).toMatchObject({ status: 499, code: 'request.client_closed' });
+      expect(await running).toBe('running task done');
+      expect(await wanted).toBe(true);
+      // A task whose client has already gone does not even queue.
+      await expect(one.compare('still-wanted', matching, client.signal)).rejects.toMatchObject({ status: 499 });
+    } finally {
+      await one.close();
+    }
+  });
+
   it('refuses with 503 the tasks still waiting for a thread when it closes', async () => {
     const closing = createBcryptPool(1);
     const running = closing.hash('running-password', 10);

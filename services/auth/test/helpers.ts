@@ -62,9 +62,10 @@ export interface AuthHarness {
 
 /**
  * The real auth app on port 0 over a fresh, migrated database of its own, with a hand-driven
- * clock. `config` overrides `TEST_CONFIG`.
+ * clock. `config` overrides `TEST_CONFIG`; `bcrypt` is where password work runs (this thread
+ * when not given).
  */
-export async function startAuth(options: { config?: Partial<AppDeps['config']> } = {}): Promise<AuthHarness> {
+export async function startAuth(options: { config?: Partial<AppDeps['config']>; bcrypt?: AppDeps['bcrypt'] } = {}): Promise<AuthHarness> {
   const config = { ...TEST_CONFIG, ...options.config };
   const clock = createTestClock();
   const testDb = await createTestDatabase();
@@ -75,7 +76,7 @@ export async function startAuth(options: { config?: Partial<AppDeps['config']> }
   await migrateDb(db.knex);
   await ensureSigningKey(db.knex, { logger, clock: clock.now });
   const keys = await createKeyStore(db.knex, { logger, clock: clock.now, accessTokenTtlSeconds: config.accessTokenTtlSeconds });
-  const app = createApp({ config, knex: db.knex, keys, logger, clock: clock.now });
+  const app = createApp({ config, knex: db.knex, keys, logger, clock: clock.now, bcrypt: options.bcrypt });
   const running: RunningServer = await startServer(app, { port: 0 });
   const admin = createAdminService({ knex: db.knex, clock: clock.now });
 

@@ -6,7 +6,7 @@ import { buildUser, readJson, type Json, type UserInput } from '@gatehouse/testi
 import { createApp } from '../src/app';
 import { createAuthService } from '../src/services/auth.service';
 import { createAdmin } from '../src/services/bootstrap-admin';
-import { createPasswordHasher, type PasswordHasher } from '../src/services/passwords';
+import { createBcryptPool, createPasswordHasher, type BcryptEngine, type BcryptPool, type PasswordHasher } from '../src/services/passwords';
 import { createSigninThrottle, DEFAULT_THROTTLE } from '../src/services/signin-throttle';
 import { startAuth, TEST_CONFIG, type AuthHarness } from './helpers';
 
@@ -261,4 +261,56 @@ describe('sign-in failures cost the same: one bcrypt comparison for an unknown u
     expect(verifies).toEqual([{ withHash: true }]);
     expect(compareSpy).toHaveBeenCalledTimes(1);
   });
+});
+
+describe('a sign-in whose client has gone while its password check waited for a thread', () => {
+  let pool: BcryptPool;
+  let harness: AuthHarness;
+  /** How each comparison the app asked for ended. */
+  const compares: Promise<string>[] = [];
+  /** Resolves `compareCalled[n]` when the app asks for comparison number n. */
+  const compareCalled: (() => void)[] = [];
+  const compareStarted = Array.from({ length: 2 }, (_, n) => new Promise<void>((resolve) => (compareCalled[n] = resolve)));
+
+  beforeAll(async () => {
+    // One thread, and cost 12: a comparison holds it for a few hundred milliseconds.
+    pool = createBcryptPool(1);
+    const watched: BcryptEngine = {
+      ...pool,
+      compare(password, hash, signal) {
+        const result = pool.compare(password, hash, signal);
+        compares.push(result.then(String, (err: unknown) => `refused ${(err as { status?: number }).status}`));
+        compareCalled[compares.length - 1]?.();
+        return result;
+      },
+    };
+    harness = await startAuth({ config: { bcryptCost: 12 }, bcrypt: watched });
+  });
+
+  afterAll(async () => {
+    await harness?.close();
+    await pool?.close();
+  });
+
+  it('is dropped without its comparison and leaves no audit event; the sign-in ahead of it answers 200', async () => {
+    const user = buildUser();
+    expect((await harness.post('/api/auth/signup', user)).status).toBe(201);
+    const first = harness.post('/api/auth/signin', { username: user.username, password: user.password });
+    await compareStarted[0];
+    const client = new AbortController();
+    const second = fetch(`${harness.url}/api/auth/signin`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: user.username, password: user.password }),
+      signal: client.signal,
+    }).catch((err: unknown) => err);
+    await compareStarted[1];
+    client.abort();
+
+    expect(await second).toMatchObject({ name: 'AbortError' });
+    expect((await first).status).toBe(200);
+    expect(await Promise.all(compares)).toEqual(['true', 'refused 499']);
+    const events: string[] = await harness.db.knex('auth_events').where({ user_id: (await harness.db.knex('users').where({ username: user.username }).first()).id }).pluck('type');
+    expect(events.sort()).toEqual(['signin.success', 'user.signup']);
+  }, 30_000);
 });

@@ -17,6 +17,19 @@ export function requestMeta(ctx: Context): RequestMeta {
 }
 
 /**
+ * Aborts when the client closes the connection before its response has been sent: the
+ * password work of a sign-in or sign-up still waiting for a thread is then dropped (a storm's
+ * abandoned requests would otherwise hold the threads for seconds after their clients left).
+ */
+export function clientGone(ctx: Context): AbortSignal {
+  const controller = new AbortController();
+  ctx.res.once('close', () => {
+    if (!ctx.res.writableFinished) controller.abort();
+  });
+  return controller.signal;
+}
+
+/**
  * `requireAuth()` for the auth service's own routes. Besides the signature and claims it checks
  * the user in the database, which auth has at hand: a disabled user, or a token older than the
  * user's last revocation, is refused at once rather than after the feed's delay.

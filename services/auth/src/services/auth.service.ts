@@ -218,7 +218,7 @@ export function createAuthService(deps: {
   }
 
   /** Sign-in itself (see the `signIn` method); throws its refusals. */
-  async function startSession(input: { username: string; password: string }, meta: RequestMeta): Promise<Session> {
+  async function startSession(input: { username: string; password: string }, meta: RequestMeta, signal?: AbortSignal): Promise<Session> {
     const attempt = await throttle.reserve(input.username, meta.ip, clock());
     let user: UserRecord | undefined;
     let valid: boolean;
@@ -227,7 +227,7 @@ export function createAuthService(deps: {
       // user without asking the database, whose lower() might fold it onto a real username
       // and so onto counters other than the real account's.
       user = USERNAME_PATTERN.test(input.username) ? await repos.users.findUserByUsername(input.username) : undefined;
-      valid = await passwords.verify(input.password, user?.passwordHash);
+      valid = await passwords.verify(input.password, user?.passwordHash, signal);
     } catch (err) {
       await attempt.release().catch(() => undefined);
       throw err;
@@ -274,7 +274,7 @@ export function createAuthService(deps: {
      * Registers a plain `user`. Requested roles must exist (the tutorial's 400 otherwise) but are
      * never granted: self sign-up cannot make a moderator or an admin; only an admin can.
      */
-    async signUp(input: SignUpInput, meta: RequestMeta): Promise<UserRecord> {
+    async signUp(input: SignUpInput, meta: RequestMeta, signal?: AbortSignal): Promise<UserRecord> {
       const unknownRole = input.roles?.find((role) => !isRole(role));
       if (unknownRole !== undefined) {
         // The tutorial reports a taken username or email before an unknown role.
@@ -282,8 +282,8 @@ export function createAuthService(deps: {
         if (taken) throw takenError(taken);
         throw new BadRequestError('user.unknown_role', `Failed! Role does not exist: ${unknownRole}`);
       }
-      if (await passwords.isTooGuessable(input.password, personalInputs(input))) throw guessablePasswordError();
-      const passwordHash = await passwords.hash(input.password);
+      if (await passwords.isTooGuessable(input.password, personalInputs(input), signal)) throw guessablePasswordError();
+      const passwordHash = await passwords.hash(input.password, signal);
       return repos.users.insertUser({
         username: input.username,
         email: input.email,
@@ -300,9 +300,9 @@ export function createAuthService(deps: {
      * password. Repeated failures lock the attempt's counters (429, see `signin-throttle.ts`).
      * A hash made at a lower cost than configured is replaced on the way.
      */
-    async signIn(input: { username: string; password: string }, meta: RequestMeta): Promise<Session> {
+    async signIn(input: { username: string; password: string }, meta: RequestMeta, signal?: AbortSignal): Promise<Session> {
       try {
-        const session = await startSession(input, meta);
+        const session = await startSession(input, meta, signal);
         outcomes.signin('success');
         return session;
       } catch (err) {

@@ -1,31 +1,35 @@
 import path from 'node:path';
 import bcrypt from 'bcryptjs';
 import { Piscina } from 'piscina';
-import { ServiceUnavailableError } from '@gatehouse/common';
+import { AppError, ServiceUnavailableError } from '@gatehouse/common';
 import { MIN_PASSWORD_SCORE, passwordScore } from './password-strength';
 
+/**
+ * Every method takes an optional `signal`: aborted (the client has gone), work still waiting for
+ * a thread is dropped with 499 `request.client_closed` rather than done for nobody.
+ */
 export interface PasswordHasher {
-  hash(password: string): Promise<string>;
+  hash(password: string, signal?: AbortSignal): Promise<string>;
   /**
    * True when `password` matches `hash`. Without a hash (unknown user) it still runs one bcrypt
    * comparison against a dummy hash and returns false, so a failed sign-in takes the same time
    * whether the user exists or not.
    */
-  verify(password: string, hash: string | undefined): Promise<boolean>;
+  verify(password: string, hash: string | undefined, signal?: AbortSignal): Promise<boolean>;
   /** True when `hash` was made with fewer rounds than the configured cost (raised since). */
   needsRehash(hash: string): boolean;
   /**
    * True for a password attackers try first: in the common and breached password lists, a
    * keyboard walk, a repeat, or built from `userInputs` (username, email).
    */
-  isTooGuessable(password: string, userInputs: string[]): Promise<boolean>;
+  isTooGuessable(password: string, userInputs: string[], signal?: AbortSignal): Promise<boolean>;
 }
 
 /** Where the CPU-heavy password work runs: bcrypt, and the zxcvbn strength score. */
 export interface BcryptEngine {
-  hash(password: string, cost: number): Promise<string>;
-  compare(password: string, hash: string): Promise<boolean>;
-  score(password: string, userInputs: string[]): Promise<number>;
+  hash(password: string, cost: number, signal?: AbortSignal): Promise<string>;
+  compare(password: string, hash: string, signal?: AbortSignal): Promise<boolean>;
+  score(password: string, userInputs: string[], signal?: AbortSignal): Promise<number>;
 }
 
 /** On the calling thread (bcryptjs yields between rounds, but uses this thread's CPU). */
@@ -72,19 +76,43 @@ export function createBcryptPool(threads: number, limits: BcryptPoolLimits = {})
     // Each task is a few to a few hundred milliseconds of pure CPU: one at a time per thread.
     concurrentTasksPerWorker: 1,
   });
-  const waiting: { start: () => void; refuse: (err: Error) => void; enqueuedAt: number }[] = [];
+  interface Waiting {
+    start: () => void;
+    refuse: (err: Error) => void;
+    enqueuedAt: number;
+  }
+  const waiting: Waiting[] = [];
   let running = 0;
   let closed = false;
 
-  /** Resolves when a thread is free for this task; rejects with 503 when it waited too long. */
-  const takeThread = (): Promise<void> => {
+  /**
+   * Resolves when a thread is free for this task; rejects with 503 when it waited too long, and
+   * with 499 once `signal` aborts while it waits (its client has gone: nobody needs the answer).
+   */
+  const takeThread = (signal?: AbortSignal): Promise<void> => {
     if (closed) return Promise.reject(busy());
+    if (signal?.aborted) return Promise.reject(clientClosed());
     if (running < threads) {
       running += 1;
       return Promise.resolve();
     }
     if (waiting.length >= maxQueue) return Promise.reject(busy());
-    return new Promise((start, refuse) => waiting.push({ start, refuse, enqueuedAt: performance.now() }));
+    return new Promise((start, refuse) => {
+      const entry: Waiting = { start, refuse, enqueuedAt: performance.now() };
+      waiting.push(entry);
+      if (!signal) return;
+      const leave = () => {
+        const at = waiting.indexOf(entry);
+        if (at === -1) return; // already started or refused
+        waiting.splice(at, 1);
+        refuse(clientClosed());
+      };
+      signal.addEventListener('abort', leave, { once: true });
+      entry.start = () => {
+        signal.removeEventListener('abort', leave);
+        start();
+      };
+    });
   };
   /** Hands the thread to the next task still within its wait, refusing those past it. */
   const releaseThread = () => {
@@ -98,8 +126,8 @@ export function createBcryptPool(threads: number, limits: BcryptPoolLimits = {})
     }
     running -= 1;
   };
-  const run = async <T>(task: object): Promise<T> => {
-    await takeThread();
+  const run = async <T>(task: object, signal?: AbortSignal): Promise<T> => {
+    await takeThread(signal);
     try {
       return await pool.run(task);
     } finally {
@@ -107,9 +135,9 @@ export function createBcryptPool(threads: number, limits: BcryptPoolLimits = {})
     }
   };
   return {
-    hash: (password, cost) => run({ op: 'hash', password, cost }),
-    compare: (password, hash) => run({ op: 'compare', password, hash }),
-    score: (password, userInputs) => run({ op: 'score', password, userInputs }),
+    hash: (password, cost, signal) => run({ op: 'hash', password, cost }, signal),
+    compare: (password, hash, signal) => run({ op: 'compare', password, hash }, signal),
+    score: (password, userInputs, signal) => run({ op: 'score', password, userInputs }, signal),
     close: () => {
       // Shutting down: what still waits for a thread is refused like an overload (503).
       closed = true;
@@ -118,6 +146,9 @@ export function createBcryptPool(threads: number, limits: BcryptPoolLimits = {})
     },
   };
 }
+
+/** Work dropped because its client closed the request (nginx's 499); nobody reads the answer. */
+const clientClosed = () => new AppError(499, 'request.client_closed', 'The client closed the request before it was answered.');
 
 const busy = () =>
   new ServiceUnavailableError('service.busy', 'The server is busy. Try again shortly.', { headers: { 'Retry-After': '1' } });
@@ -128,13 +159,13 @@ export function createPasswordHasher(cost: number, engine: BcryptEngine = inThre
   const dummyHash = engine.hash('gatehouse-dummy-password', cost);
   dummyHash.catch(() => undefined); // a failure surfaces at the first unknown user, not before
   return {
-    hash: (password) => engine.hash(password, cost),
-    async verify(password, hash) {
-      if (hash) return engine.compare(password, hash);
-      await engine.compare(password, await dummyHash);
+    hash: (password, signal) => engine.hash(password, cost, signal),
+    async verify(password, hash, signal) {
+      if (hash) return engine.compare(password, hash, signal);
+      await engine.compare(password, await dummyHash, signal);
       return false;
     },
     needsRehash: (hash) => bcrypt.getRounds(hash) < cost,
-    isTooGuessable: async (password, userInputs) => (await engine.score(password, userInputs)) < MIN_PASSWORD_SCORE,
+    isTooGuessable: async (password, userInputs, signal) => (await engine.score(password, userInputs, signal)) < MIN_PASSWORD_SCORE,
   };
 }

@@ -4,7 +4,7 @@ import { refreshBody, signInBody, signOutBody, signUpBody } from '@gatehouse/api
 import { authenticatedUser, toAuthority } from '@gatehouse/tokens';
 import type { UserRecord } from '../../db/repositories/user.repository';
 import type { AuthService, Session } from '../../services/auth.service';
-import { authenticatedAccount, requestMeta } from '../authenticate';
+import { authenticatedAccount, clientGone, requestMeta } from '../authenticate';
 
 /** The user as the tutorial's clients know them: roles spelt `ROLE_USER`. */
 export function presentProfile(user: UserRecord) {
@@ -37,14 +37,14 @@ export function authRoutes(
 ): void {
   router.post('/api/auth/signup', async function signUp(ctx) {
     const body = signUpBody.parse(ctx.request.body);
-    await auth.signUp(body, requestMeta(ctx));
+    await auth.signUp(body, requestMeta(ctx), clientGone(ctx));
     ctx.status = 201;
     ctx.body = { message: 'User registered successfully!' };
   });
 
   router.post('/api/auth/signin', async function signIn(ctx) {
     const body = signInBody.parse(ctx.request.body);
-    ctx.body = presentSignIn(await auth.signIn(body, requestMeta(ctx)));
+    ctx.body = presentSignIn(await auth.signIn(body, requestMeta(ctx), clientGone(ctx)));
   });
 
   router.post('/api/auth/refreshtoken', async function refreshToken(ctx) {
