@@ -292,7 +292,7 @@ describe('a sign-in whose client has gone while its password check waited for a 
     await pool?.close();
   });
 
-  it('is dropped without its comparison and leaves no audit event; the sign-in ahead of it answers 200', async () => {
+  it('is dropped without its comparison, counted as abandoned and leaves no audit event; the sign-in ahead of it answers 200', async () => {
     const user = buildUser();
     expect((await harness.post('/api/auth/signup', user)).status).toBe(201);
     const first = harness.post('/api/auth/signin', { username: user.username, password: user.password });
@@ -312,5 +312,9 @@ describe('a sign-in whose client has gone while its password check waited for a 
     expect(await Promise.all(compares)).toEqual(['true', 'refused 499']);
     const events: string[] = await harness.db.knex('auth_events').where({ user_id: (await harness.db.knex('users').where({ username: user.username }).first()).id }).pluck('type');
     expect(events.sort()).toEqual(['signin.success', 'user.signup']);
+    // Counted apart from the errors, as a sign-in nobody waited for.
+    const metrics = await (await fetch(`${harness.url}/metrics`)).text();
+    expect(metrics).toMatch(/^gatehouse_signin_total\{outcome="abandoned"\} 1$/m);
+    expect(metrics).toMatch(/^gatehouse_signin_total\{outcome="error"\} 0$/m);
   }, 30_000);
 });

@@ -23,9 +23,12 @@ export function requestMeta(ctx: Context): RequestMeta {
  */
 export function clientGone(ctx: Context): AbortSignal {
   const controller = new AbortController();
-  ctx.res.once('close', () => {
-    if (!ctx.res.writableFinished) controller.abort();
-  });
+  // Gone already (while the body was read, say): 'close' has been emitted and will not be again.
+  if (ctx.req.socket.destroyed) controller.abort();
+  else
+    ctx.res.once('close', () => {
+      if (!ctx.res.writableFinished) controller.abort();
+    });
   return controller.signal;
 }
 

@@ -70,7 +70,7 @@ type RefreshOutcome =
   | { kind: 'refused'; reason: RefreshRefusal };
 
 /** How a sign-in ended, as `gatehouse_signin_total{outcome}` counts it; `error` is a 5xx. */
-export const SIGNIN_OUTCOMES = ['success', 'bad_credentials', 'locked', 'disabled', 'error'] as const;
+export const SIGNIN_OUTCOMES = ['success', 'bad_credentials', 'locked', 'disabled', 'abandoned', 'error'] as const;
 export type SigninOutcome = (typeof SIGNIN_OUTCOMES)[number];
 
 /** How a refresh ended (`gatehouse_refresh_total{outcome}`); `reused` is a reuse detection. */
@@ -87,6 +87,8 @@ const SIGNIN_REFUSALS: Readonly<Record<string, SigninOutcome>> = {
   'auth.invalid_credentials': 'bad_credentials',
   'auth.too_many_attempts': 'locked',
   'auth.user_disabled': 'disabled',
+  // The client closed the request while its password check waited for a thread.
+  'request.client_closed': 'abandoned',
 };
 
 /** The outcome of a sign-in that threw `err`: a refusal by its code, anything else an error. */

@@ -25,7 +25,11 @@ async function loadScorer(): Promise<Zxcvbn> {
 
 /** The zxcvbn score of `password`, on this thread. */
 export async function passwordScore(password: string, userInputs: string[]): Promise<number> {
-  scorer ??= loadScorer();
+  // A failed load is not kept: the next check tries again.
+  scorer ??= loadScorer().catch((err: unknown) => {
+    scorer = undefined;
+    throw err;
+  });
   return (await scorer)(password, userInputs).score;
 }
 

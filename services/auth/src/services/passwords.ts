@@ -112,6 +112,10 @@ export function createBcryptPool(threads: number, limits: BcryptPoolLimits = {})
         signal.removeEventListener('abort', leave);
         start();
       };
+      entry.refuse = (err) => {
+        signal.removeEventListener('abort', leave);
+        refuse(err);
+      };
     });
   };
   /** Hands the thread to the next task still within its wait, refusing those past it. */

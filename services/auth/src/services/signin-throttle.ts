@@ -184,12 +184,17 @@ export function createSigninThrottle(knex: Knex, settings: SigninThrottleSetting
     /** Deletes counters whose window and lock have both passed; run now and then. */
     async prune(now: Date): Promise<number> {
       const windowStart = new Date(now.getTime() - settings.windowSeconds * 1000);
-      // The deleted keys rather than knex's count, which the embedded database's driver does not give.
-      const deleted: { key: string }[] = await knex('signin_throttle')
+      // Locked in key order like every other statement here, and skipping the rows a sign-in
+      // holds: they are in use, so not stale. The deleted keys rather than knex's count, which
+      // the embedded database's driver does not give.
+      const stale = knex('signin_throttle')
+        .select('key')
         .where('window_started_at', '<=', windowStart)
         .where((where) => where.whereNull('locked_until').orWhere('locked_until', '<=', now))
-        .delete()
-        .returning('key');
+        .orderByRaw('key COLLATE "C"')
+        .forUpdate()
+        .skipLocked();
+      const deleted: { key: string }[] = await knex('signin_throttle').whereIn('key', stale).delete().returning('key');
       return deleted.length;
     },
   };

@@ -179,7 +179,8 @@ export function createUserRepository(knex: Knex) {
      * @remarks Locked first, read after, in two statements. A locking read that waited for
      * another transaction re-reads the user's row as that one left it, but its roles subquery
      * still sees the database from before the wait: the token version could be new and the
-     * roles old. The read after the lock sees everything committed before it.
+     * roles old. The read after the lock sees everything committed before it. A lock means
+     * something only on a transaction's handle: on the pool it ends with its statement.
      */
     async findUserById(id: number, options: { lock?: UserLock } = {}): Promise<UserRecord | undefined> {
       if (options.lock !== undefined && !(await lockRow(id, options.lock))) return undefined;
