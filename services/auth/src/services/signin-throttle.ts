@@ -83,20 +83,23 @@ export function createSigninThrottle(knex: Knex, settings: SigninThrottleSetting
   }
 
   /**
-   * The rows of `keys`, locked in key order: an update or delete of several counters takes its
-   * rows through this, since a plain `WHERE key IN (…)` locks them in whatever order the scan
-   * meets them. (An insert locks them in the order of its rows, which `keysOf` gives.)
+   * The keys of the counters `where` picks, locked in key order: an update or delete of several
+   * counters takes its rows through this, since a plain `WHERE key IN (…)` locks them in
+   * whatever order the scan meets them. (An insert locks them in the order of its rows, which
+   * `keysOf` gives.)
    */
-  function lockedInOrder(keys: ThrottleKey[]) {
-    return knex('signin_throttle')
-      .select('key')
-      .whereIn(
+  function lockedInOrder(where: (query: Knex.QueryBuilder) => Knex.QueryBuilder) {
+    return where(knex('signin_throttle').select('key')).orderByRaw('key COLLATE "C"').forUpdate();
+  }
+
+  /** The counters of `keys`, locked in key order. */
+  const lockedKeys = (keys: ThrottleKey[]) =>
+    lockedInOrder((query) =>
+      query.whereIn(
         'key',
         keys.map((entry) => entry.key),
-      )
-      .orderByRaw('key COLLATE "C"')
-      .forUpdate();
-  }
+      ),
+    );
 
   /** Counts a failed attempt against each of its keys, locking those past their threshold. */
   async function recordFailure(username: string, ip: string | undefined, now: Date): Promise<void> {
@@ -125,7 +128,7 @@ export function createSigninThrottle(knex: Knex, settings: SigninThrottleSetting
   /** Takes this attempt's reservation back off every key (it ended, or never went ahead). */
   async function release(keys: ThrottleKey[]): Promise<void> {
     await knex('signin_throttle')
-      .whereIn('key', lockedInOrder(keys))
+      .whereIn('key', lockedKeys(keys))
       .update({ pending: knex.raw('greatest(pending - 1, 0)') });
   }
 
@@ -173,7 +176,7 @@ export function createSigninThrottle(knex: Knex, settings: SigninThrottleSetting
         succeeded: async () => {
           await release(keys);
           // The account's counters start again (the IP's do not).
-          await knex('signin_throttle').whereIn('key', lockedInOrder(accountKeys)).delete();
+          await knex('signin_throttle').whereIn('key', lockedKeys(accountKeys)).delete();
         },
         release: () => release(keys),
       };
@@ -187,13 +190,11 @@ export function createSigninThrottle(knex: Knex, settings: SigninThrottleSetting
       // Locked in key order like every other statement here, and skipping the rows a sign-in
       // holds: they are in use, so not stale. The deleted keys rather than knex's count, which
       // the embedded database's driver does not give.
-      const stale = knex('signin_throttle')
-        .select('key')
-        .where('window_started_at', '<=', windowStart)
-        .where((where) => where.whereNull('locked_until').orWhere('locked_until', '<=', now))
-        .orderByRaw('key COLLATE "C"')
-        .forUpdate()
-        .skipLocked();
+      const stale = lockedInOrder((query) =>
+        query
+          .where('window_started_at', '<=', windowStart)
+          .where((where) => where.whereNull('locked_until').orWhere('locked_until', '<=', now)),
+      ).skipLocked();
       const deleted: { key: string }[] = await knex('signin_throttle').whereIn('key', stale).delete().returning('key');
       return deleted.length;
     },
