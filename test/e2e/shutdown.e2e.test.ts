@@ -3,7 +3,7 @@ import http from 'node:http';
 import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { buildUser, createTestDatabase, readJson, usesPglite, type TestDatabase, type UserInput } from '@gatehouse/testing';
+import { buildUser, createTestDatabase, readJson, usesPglite, waitFor, type TestDatabase, type UserInput } from '@gatehouse/testing';
 import { createDb } from '../../services/auth/src/db/create-db';
 import { isClosed, startService, type ServiceProcess } from './stack';
 
@@ -30,8 +30,6 @@ const CLIENTS = 12;
 // The e2e project's per-test timeout (jest.config.js), which does not reach a test file run
 // by path, so each test here says it again.
 const TEST_TIMEOUT_MS = 90_000;
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const started: ServiceProcess[] = [];
 afterAll(() => {
@@ -126,14 +124,6 @@ function startLoad(baseUrl: string, clients: number, next: (client: number, n: n
   };
 }
 
-async function waitFor(done: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
 /** Whether `promise` settled within `ms`; the value when it did. */
 async function within<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
   let timer: NodeJS.Timeout | undefined;
@@ -173,7 +163,7 @@ async function idleConnection(baseUrl: string): Promise<{ closed: Promise<{ erro
 async function sigtermUnderLoad(service: ServiceProcess, next: (client: number, n: number) => LoadRequest) {
   const load = startLoad(service.url, CLIENTS, next);
   const idle = await idleConnection(service.url);
-  await waitFor(() => load.outcomes.length >= CLIENTS * 3, 30_000, 'the load to warm up');
+  await waitFor(() => load.outcomes.length >= CLIENTS * 3, { timeoutMs: 30_000, what: 'the load to warm up' });
   const signalledAt = Date.now();
   service.child.kill('SIGTERM');
   const exit = await within(service.exited, HANG_MS);

@@ -1,4 +1,5 @@
 import bcrypt from 'bcryptjs';
+import { waitFor } from '@gatehouse/testing';
 import { createBcryptPool, createPasswordHasher, type BcryptPool } from '../src/services/passwords';
 
 // The worker-thread pool main uses for bcrypt: real threads running bcrypt-worker.js.
@@ -37,6 +38,35 @@ describe('createBcryptPool', () => {
     // A long digit string is the slow case for zxcvbn: here it costs a worker, not the event loop.
     expect(await pool.score('0'.repeat(72), [])).toBeLessThan(2);
     expect(await pool.score('mail7c2e9d41af!!', ['mail7c2e9d41af'])).toBeLessThan(2);
+  });
+
+  it('scores in a thread of its own: a strength check does not wait behind a hash', async () => {
+    const one = createBcryptPool(1);
+    try {
+      // Cost 14 holds the one bcrypt thread for about a second.
+      const hashing = one.hash('holding-the-bcrypt-thread', 14).then(() => 'hash');
+      const scoring = one.score('correct-horse-battery-staple', []).then(() => 'score');
+      expect(await Promise.race([hashing, scoring])).toBe('score');
+      await hashing;
+    } finally {
+      await one.close();
+    }
+  });
+
+  it('starts the strength thread at the first check and ends it once idle', async () => {
+    const idle = createBcryptPool(1, { strengthIdleMs: 100 });
+    try {
+      expect(idle.strengthThreads()).toBe(0);
+      await idle.compare('no-lists-needed', await bcrypt.hash('no-lists-needed', 4));
+      expect(idle.strengthThreads()).toBe(0); // a sign-in does not start it
+      expect(await idle.score('password123', [])).toBeLessThan(2);
+      expect(idle.strengthThreads()).toBe(1);
+      await waitFor(() => idle.strengthThreads() === 0, { what: 'the idle strength thread to end' });
+      // Started again by the next check.
+      expect(await idle.score('correct-horse-battery-staple', [])).toBeGreaterThanOrEqual(2);
+    } finally {
+      await idle.close();
+    }
   });
 
   it('refuses work with 503 service.busy when its queue is full', async () => {
@@ -103,7 +133,7 @@ describe('createBcryptPool', () => {
     await expect(closing.hash('after-close', 4)).rejects.toMatchObject({ status: 503, code: 'service.busy' });
   });
 
-    it('serves a PasswordHasher: verify, the dummy comparison for unknown users, and rehash detection', async () => {
+  it('serves a PasswordHasher: verify, the dummy comparison for unknown users, and rehash detection', async () => {
     const hasher = createPasswordHasher(5, pool);
     const hash = await hasher.hash('correct-horse-battery');
     expect(await hasher.verify('correct-horse-battery', hash)).toBe(true);
@@ -112,3 +142,4 @@ describe('createBcryptPool', () => {
     expect(hasher.needsRehash(await bcrypt.hash('x', 4))).toBe(true);
   });
 });
+

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import bcrypt from 'bcryptjs';
+import type { ResourceLimits } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { AppError, ServiceUnavailableError } from '@gatehouse/common';
 import { MIN_PASSWORD_SCORE, passwordScore } from './password-strength';
@@ -42,6 +43,8 @@ export const inThreadBcrypt: BcryptEngine = {
 export interface BcryptPool extends BcryptEngine {
   /** Ends the worker threads: tasks running are cut, tasks waiting are refused with 503. */
   close(): Promise<void>;
+  /** Threads now running for the strength score: 1 while sign-ups come, else 0. */
+  strengthThreads(): number;
 }
 
 export interface BcryptPoolLimits {
@@ -55,6 +58,8 @@ export interface BcryptPoolLimits {
    * the gateway has answered 504.
    */
   maxWaitMs?: number;
+  /** How long the strength thread stays after its last task (default a minute). */
+  strengthIdleMs?: number;
 }
 
 /**
@@ -62,17 +67,51 @@ export interface BcryptPoolLimits {
  * the event loop stays free to answer everything else (health checks, refreshes) during a
  * storm of sign-ins.
  *
- * @remarks Tasks wait in a queue of our own, not piscina's, and go to piscina only when a
- * thread is free: a task that has waited longer than `maxWaitMs` can then be refused without
- * aborting a thread in the middle of a hash.
+ * @remarks The strength score runs in one thread of its own, started by the first sign-up and
+ * ended after `strengthIdleMs` without one. The zxcvbn lists take about 15 MiB in the thread
+ * that loads them: this way one thread holds them, only while sign-ups come, and a storm of
+ * sign-ins never loads them. Its worst case (a long digit string, about 100 ms) is that of a
+ * hash, so one thread keeps up with the bcrypt threads.
  */
 export function createBcryptPool(threads: number, limits: BcryptPoolLimits = {}): BcryptPool {
-  const maxQueue = limits.maxQueue ?? 256 * threads;
+  const bcryptThreads = createThreadQueue({ minThreads: threads, maxThreads: threads }, limits);
+  const strengthThread = createThreadQueue(
+    {
+      minThreads: 0,
+      maxThreads: 1,
+      idleTimeout: limits.strengthIdleMs ?? 60_000,
+      // zxcvbn leaves much garbage, and a new isolate's heap grows freely: 300 scores took the
+      // thread 60 MiB up, 35 with this limit. Its worst input (72 digits, personal inputs at
+      // their longest) needs 12 to 14 MiB.
+      resourceLimits: { maxOldGenerationSizeMb: 32 },
+    },
+    limits,
+  );
+  return {
+    hash: (password, cost, signal) => bcryptThreads.run({ op: 'hash', password, cost }, signal),
+    compare: (password, hash, signal) => bcryptThreads.run({ op: 'compare', password, hash }, signal),
+    score: (password, userInputs, signal) => strengthThread.run({ op: 'score', password, userInputs }, signal),
+    strengthThreads: () => strengthThread.threadCount(),
+    close: async () => {
+      await Promise.all([bcryptThreads.close(), strengthThread.close()]);
+    },
+  };
+}
+
+/**
+ * Worker threads running bcrypt-worker.js, behind a queue of our own rather than piscina's:
+ * tasks go to piscina only when a thread is free, so one that has waited longer than
+ * `maxWaitMs` can be refused without aborting a thread in the middle of a hash.
+ */
+function createThreadQueue(
+  threads: { minThreads: number; maxThreads: number; idleTimeout?: number; resourceLimits?: ResourceLimits },
+  limits: BcryptPoolLimits,
+) {
+  const maxQueue = limits.maxQueue ?? 256 * threads.maxThreads;
   const maxWaitMs = limits.maxWaitMs ?? 3_000;
   const pool = new Piscina({
     filename: path.join(__dirname, 'bcrypt-worker.js'),
-    minThreads: threads,
-    maxThreads: threads,
+    ...threads,
     // Each task is a few to a few hundred milliseconds of pure CPU: one at a time per thread.
     concurrentTasksPerWorker: 1,
   });
@@ -92,7 +131,7 @@ export function createBcryptPool(threads: number, limits: BcryptPoolLimits = {})
   const takeThread = (signal?: AbortSignal): Promise<void> => {
     if (closed) return Promise.reject(busy());
     if (signal?.aborted) return Promise.reject(clientClosed());
-    if (running < threads) {
+    if (running < threads.maxThreads) {
       running += 1;
       return Promise.resolve();
     }
@@ -130,18 +169,16 @@ export function createBcryptPool(threads: number, limits: BcryptPoolLimits = {})
     }
     running -= 1;
   };
-  const run = async <T>(task: object, signal?: AbortSignal): Promise<T> => {
-    await takeThread(signal);
-    try {
-      return await pool.run(task);
-    } finally {
-      releaseThread();
-    }
-  };
   return {
-    hash: (password, cost, signal) => run({ op: 'hash', password, cost }, signal),
-    compare: (password, hash, signal) => run({ op: 'compare', password, hash }, signal),
-    score: (password, userInputs, signal) => run({ op: 'score', password, userInputs }, signal),
+    async run<T>(task: object, signal?: AbortSignal): Promise<T> {
+      await takeThread(signal);
+      try {
+        return (await pool.run(task)) as T;
+      } finally {
+        releaseThread();
+      }
+    },
+    threadCount: () => pool.threads.length,
     close: () => {
       // Shutting down: what still waits for a thread is refused like an overload (503).
       closed = true;
