@@ -1,6 +1,7 @@
 import type { Middleware } from 'koa';
 import { ZodError } from 'zod';
 import { AppError } from './errors';
+import { requestLog } from './middleware';
 
 /** The JSON body of every error response. */
 export interface ErrorBody {
@@ -104,7 +105,7 @@ export function errorHandler(): Middleware {
 
       const requestId = ctx.state.requestId;
       if (requestId) body.requestId = requestId;
-      const log = ctx.state.log;
+      const log = requestLog(ctx);
       if (status >= 500) log?.error({ err, status }, 'request failed');
       else log?.debug({ code: body.code, status }, 'request rejected');
 

@@ -5,8 +5,11 @@ declare module 'koa' {
   interface DefaultState {
     /** Set by `requestId()`: the caller's `x-request-id` when well-formed, else a new one. */
     requestId: string;
-    /** Set by `requestId()`: the service logger bound to this request's id. */
-    log: Logger;
+    /**
+     * Set by `requestId()`: the service's logger. Lines about one request go through
+     * `requestLog(ctx)`, which binds its id.
+     */
+    logger: Logger;
   }
 }
 

@@ -1,4 +1,5 @@
 import Koa from 'koa';
+import { errorHandler } from './error-handler';
 import { createLogger } from './logger';
 import { accessLog, requestId } from './middleware';
 import { startServer, type RunningServer } from './server';
@@ -38,5 +39,29 @@ describe('accessLog', () => {
       ['/metrics', 20, 200],
     ]);
     expect(requests[0]?.requestId).toBe('id-api-test-user');
+  });
+});
+
+describe('accessLog above info', () => {
+  it('writes no access lines at warn, while a failure is still logged with its request id', async () => {
+    const lines: { level: number; msg: string; requestId?: string }[] = [];
+    const logger = createLogger({ service: 'test', level: 'warn', destination: { write: (line: string) => void lines.push(JSON.parse(line)) } });
+    const app = new Koa();
+    app.use(errorHandler());
+    app.use(requestId(logger));
+    app.use(accessLog());
+    app.use((ctx) => {
+      if (ctx.path === '/boom') throw new Error('broken on purpose');
+      ctx.body = { ok: true };
+    });
+    const server = await startServer(app, { port: 0 });
+    try {
+      expect((await fetch(`${server.url}/api/test/user`)).status).toBe(200);
+      expect((await fetch(`${server.url}/boom`, { headers: { 'x-request-id': 'id-boom' } })).status).toBe(500);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(lines.map((line) => [line.msg, line.level, line.requestId])).toEqual([['request failed', 50, 'id-boom']]);
+    } finally {
+      await server.close();
+    }
   });
 });

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Middleware } from 'koa';
+import type { Context, Middleware } from 'koa';
 import { bodyParser } from '@koa/bodyparser';
 import { AppError, BadRequestError } from './errors';
 import type { Logger } from './logger';
@@ -10,17 +10,29 @@ const WELL_FORMED_REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
 /**
  * Gives each request an id (kept from a well-formed incoming `x-request-id`, so the gateway's
- * id follows a request through every service) and a child logger that carries it.
+ * id follows a request through every service), and the service's logger for `requestLog`.
  */
 export function requestId(logger: Logger): Middleware {
   return async function assignRequestId(ctx, next) {
     const incoming = ctx.get(REQUEST_ID_HEADER);
     const id = WELL_FORMED_REQUEST_ID.test(incoming) ? incoming : randomUUID();
     ctx.state.requestId = id;
-    ctx.state.log = logger.child({ requestId: id });
+    ctx.state.logger = logger;
     ctx.set(REQUEST_ID_HEADER, id);
     await next();
   };
+}
+
+/**
+ * The service's logger bound to the request's id, for what one request has to say beyond its
+ * access line (a failure, a failing check); undefined before `requestId()` has run.
+ *
+ * @remarks Made when asked for, not for every request: a pino child costs more than a
+ * content service's whole answer, and most requests log nothing else.
+ */
+export function requestLog(ctx: Pick<Context, 'state'>): Logger | undefined {
+  const { logger, requestId: id } = ctx.state;
+  return logger?.child({ requestId: id });
 }
 
 /**
@@ -30,15 +42,18 @@ export function requestId(logger: Logger): Middleware {
 // Polled by orchestrators and Prometheus every few seconds: logged at debug, not info.
 const PROBE_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 
+/** Needs `requestId()` before it. At a level that leaves the line out, it costs nothing more. */
 export function accessLog(): Middleware {
   return async function logRequest(ctx, next) {
+    const { logger } = ctx.state;
+    const level = PROBE_PATHS.has(ctx.path) ? 'debug' : 'info';
+    if (!logger.isLevelEnabled(level)) return next();
     const started = process.hrtime.bigint();
     ctx.res.once('close', () => {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       const status = ctx.respond === false ? ctx.res.statusCode : ctx.status;
-      const line = { method: ctx.method, path: ctx.path, status, ms: Math.round(ms * 10) / 10 };
-      if (PROBE_PATHS.has(ctx.path)) ctx.state.log.debug(line, 'request');
-      else ctx.state.log.info(line, 'request');
+      const line = { requestId: ctx.state.requestId, method: ctx.method, path: ctx.path, status, ms: Math.round(ms * 10) / 10 };
+      logger[level](line, 'request');
     });
     await next();
   };

@@ -3,6 +3,7 @@ import net, { type AddressInfo } from 'node:net';
 import type Koa from 'koa';
 import type { Middleware } from 'koa';
 import type { Logger } from './logger';
+import { requestLog } from './middleware';
 
 /** Named readiness checks; each resolves when its dependency is reachable, throws when not. */
 export type ReadinessChecks = Record<string, () => Promise<unknown>>;
@@ -26,7 +27,7 @@ export function healthRoutes(checks: ReadinessChecks = {}): Middleware {
           await check();
           results[name] = 'ok';
         } catch (err) {
-          ctx.state.log.warn({ err, check: name }, 'readiness check failed');
+          requestLog(ctx)?.warn({ err, check: name }, 'readiness check failed');
           results[name] = 'failing';
         }
       }),

@@ -65,7 +65,10 @@ export function createTokenVerifier(options: VerifyOptions): (token: string) => 
     const hit = verified.get(token);
     if (!hit) return undefined;
     const published = await options.keys.getKey(hit.kid);
-    if (hit.claims.exp + options.clockToleranceSeconds <= options.nowSeconds() || !published?.equals(hit.key)) {
+    // The key that verified it must still be published: the same object, or (after a refetch
+    // of the JWKS) the same key material, compared only then.
+    const stillPublished = published === hit.key || published?.equals(hit.key) === true;
+    if (hit.claims.exp + options.clockToleranceSeconds <= options.nowSeconds() || !stillPublished) {
       verified.delete(token);
       return undefined;
     }
