@@ -25,6 +25,10 @@ export const REDACTED_PATHS = [
 /**
  * Creates the service's root logger: JSON lines on stdout (or `destination`), one field
  * `service` naming the process.
+ *
+ * @remarks Without a `destination`, pino writes to stdout asynchronously (sonic-boom): a reader
+ * that stalls (a full pipe, a stuck log driver) does not stall the service; lines wait in
+ * memory and are flushed at exit. log-backpressure.e2e.test.ts holds that.
  */
 export function createLogger(options: { service: string; level?: string; destination?: DestinationStream }): Logger {
   return pino(
