@@ -1,10 +1,12 @@
+import { waitFor } from '@gatehouse/testing';
 import { startService, type ServiceProcess } from './stack';
 
 // A service whose log reader stalls (a full pipe, a stuck log driver) keeps answering: its log
 // lines wait in memory instead of blocking the event loop, and reach the reader once it reads
 // again. Real process, real pipe: the test stops reading the service's stdout.
 
-const REQUESTS = 2_000;
+// Enough lines (about 150 bytes each) to overfill the pipe several times.
+const REQUESTS = 4_000;
 const TEST_TIMEOUT_MS = 90_000;
 
 let content: ServiceProcess | undefined;
@@ -24,7 +26,8 @@ it(
     const service = content;
     const stdout = service.child.stdout;
     if (!stdout) throw new Error('no stdout pipe');
-    // From here the pipe fills: about 2 × 64 KiB, a few hundred lines, then every write would wait.
+    // From here the pipe fills (the socket's buffers and this side's, a few hundred KiB: some
+    // thousand lines at most), then every write to it would wait.
     stdout.pause();
 
     const statuses: (number | string)[] = [];
@@ -39,11 +42,12 @@ it(
       if (statuses.some((status) => status !== 200)) break; // stalled: no need to wait out every batch
     }
     expect(statuses.filter((status) => status !== 200)).toEqual([]);
+    const requestLines = () => service.output().split('\n').filter((line) => line.includes('"/api/test/all"')).length;
+    // The reader did stall: lines are still held back.
+    expect(requestLines()).toBeLessThan(REQUESTS);
 
     stdout.resume();
-    const deadline = Date.now() + 30_000;
-    const requestLines = () => service.output().split('\n').filter((line) => line.includes('"/api/test/all"')).length;
-    while (requestLines() < REQUESTS && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+    await waitFor(() => requestLines() >= REQUESTS, { timeoutMs: 30_000, what: 'every access line' });
     expect(requestLines()).toBe(REQUESTS);
   },
   TEST_TIMEOUT_MS,

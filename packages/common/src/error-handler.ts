@@ -105,9 +105,8 @@ export function errorHandler(): Middleware {
 
       const requestId = ctx.state.requestId;
       if (requestId) body.requestId = requestId;
-      const log = requestLog(ctx);
-      if (status >= 500) log?.error({ err, status }, 'request failed');
-      else log?.debug({ code: body.code, status }, 'request rejected');
+      if (status >= 500) requestLog(ctx)?.error({ err, status }, 'request failed');
+      else if (ctx.state.logger?.isLevelEnabled('debug')) requestLog(ctx)?.debug({ code: body.code, status }, 'request rejected');
 
       ctx.status = status;
       ctx.body = body;

@@ -6,10 +6,10 @@ declare module 'koa' {
     /** Set by `requestId()`: the caller's `x-request-id` when well-formed, else a new one. */
     requestId: string;
     /**
-     * Set by `requestId()`: the service's logger. Lines about one request go through
-     * `requestLog(ctx)`, which binds its id.
+     * Set by `requestId()` (absent before it runs): the service's logger. Lines about one
+     * request go through `requestLog(ctx)`, which binds its id.
      */
-    logger: Logger;
+    logger?: Logger;
   }
 }
 

@@ -28,7 +28,8 @@ export const REDACTED_PATHS = [
  *
  * @remarks Without a `destination`, pino writes to stdout asynchronously (sonic-boom): a reader
  * that stalls (a full pipe, a stuck log driver) does not stall the service; lines wait in
- * memory and are flushed at exit. log-backpressure.e2e.test.ts holds that.
+ * memory until it reads again (log-backpressure.e2e.test.ts holds that). The price: while it
+ * stalls, that memory grows with every line, and the flush at exit waits for it.
  */
 export function createLogger(options: { service: string; level?: string; destination?: DestinationStream }): Logger {
   return pino(

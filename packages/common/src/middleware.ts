@@ -46,6 +46,7 @@ const PROBE_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 export function accessLog(): Middleware {
   return async function logRequest(ctx, next) {
     const { logger } = ctx.state;
+    if (!logger) throw new Error('accessLog() needs requestId() before it');
     const level = PROBE_PATHS.has(ctx.path) ? 'debug' : 'info';
     if (!logger.isLevelEnabled(level)) return next();
     const started = process.hrtime.bigint();

@@ -69,6 +69,29 @@ describe('createBcryptPool', () => {
     }
   });
 
+  it('scores the worst input the sign-up schema allows within the strength thread\'s heap limit', async () => {
+    // 72 digits (zxcvbn's slowest and hungriest case), with a username and an email at their longest.
+    const username = '1'.repeat(32);
+    const localPart = '1'.repeat(64);
+    const email = `${localPart}@${'2'.repeat(185)}.com`;
+    for (const password of ['1'.repeat(72), '1234567890'.repeat(7) + '12', '19'.repeat(36), '01011990'.repeat(9)]) {
+      expect([0, 1, 2, 3, 4]).toContain(await pool.score(password, [username, email, localPart]));
+    }
+  });
+
+  it('refuses with 503 service.busy a score whose thread ran out of heap, and keeps answering', async () => {
+    // 8 MiB cannot even hold the lists (they need about 12): every score runs out.
+    const starved = createBcryptPool(1, { strengthHeapMb: 8 });
+    try {
+      await expect(starved.score('1'.repeat(72), [])).rejects.toMatchObject({ status: 503, code: 'service.busy' });
+      // The dead thread is replaced: the next check is answered too, not left hanging.
+      await expect(starved.score('password123', [])).rejects.toMatchObject({ status: 503, code: 'service.busy' });
+      expect(bcrypt.getRounds(await starved.hash('bcrypt-threads-unaffected', 4))).toBe(4);
+    } finally {
+      await starved.close();
+    }
+  });
+
   it('refuses work with 503 service.busy when its queue is full', async () => {
     const tiny = createBcryptPool(1, { maxQueue: 2 });
     try {

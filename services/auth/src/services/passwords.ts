@@ -60,6 +60,8 @@ export interface BcryptPoolLimits {
   maxWaitMs?: number;
   /** How long the strength thread stays after its last task (default a minute). */
   strengthIdleMs?: number;
+  /** The strength thread's heap limit in MiB (default 32: the lists alone need about 12, the worst input up to 14). */
+  strengthHeapMb?: number;
 }
 
 /**
@@ -70,8 +72,9 @@ export interface BcryptPoolLimits {
  * @remarks The strength score runs in one thread of its own, started by the first sign-up and
  * ended after `strengthIdleMs` without one. The zxcvbn lists take about 15 MiB in the thread
  * that loads them: this way one thread holds them, only while sign-ups come, and a storm of
- * sign-ins never loads them. Its worst case (a long digit string, about 100 ms) is that of a
- * hash, so one thread keeps up with the bcrypt threads.
+ * sign-ins never loads them. A score takes a few milliseconds, so one thread outpaces the
+ * bcrypt threads' hashes; a flood of its worst case (a long digit string, about 100 ms) waits
+ * behind itself, and is refused after `maxWaitMs` like any overload.
  */
 export function createBcryptPool(threads: number, limits: BcryptPoolLimits = {}): BcryptPool {
   const bcryptThreads = createThreadQueue({ minThreads: threads, maxThreads: threads }, limits);
@@ -81,9 +84,10 @@ export function createBcryptPool(threads: number, limits: BcryptPoolLimits = {})
       maxThreads: 1,
       idleTimeout: limits.strengthIdleMs ?? 60_000,
       // zxcvbn leaves much garbage, and a new isolate's heap grows freely: 300 scores took the
-      // thread 60 MiB up, 35 with this limit. Its worst input (72 digits, personal inputs at
-      // their longest) needs 12 to 14 MiB.
-      resourceLimits: { maxOldGenerationSizeMb: 32 },
+      // thread 60 MiB up, 35 with this limit. The lists alone need about 12 MiB, and its worst
+      // input (72 digits, personal inputs at their longest) up to 14; bcrypt-pool.test.ts
+      // scores it. Running out anyway is a 503 `service.busy`, and the thread is replaced.
+      resourceLimits: { maxOldGenerationSizeMb: limits.strengthHeapMb ?? 32 },
     },
     limits,
   );
@@ -174,6 +178,10 @@ function createThreadQueue(
       await takeThread(signal);
       try {
         return (await pool.run(task)) as T;
+      } catch (err) {
+        // The thread hit its heap limit and was replaced: a resource ran out, not a bad request.
+        if ((err as { code?: unknown }).code === 'ERR_WORKER_OUT_OF_MEMORY') throw busy(err);
+        throw err;
       } finally {
         releaseThread();
       }
@@ -191,8 +199,8 @@ function createThreadQueue(
 /** Work dropped because its client closed the request (nginx's 499); nobody reads the answer. */
 const clientClosed = () => new AppError(499, 'request.client_closed', 'The client closed the request before it was answered.');
 
-const busy = () =>
-  new ServiceUnavailableError('service.busy', 'The server is busy. Try again shortly.', { headers: { 'Retry-After': '1' } });
+const busy = (cause?: unknown) =>
+  new ServiceUnavailableError('service.busy', 'The server is busy. Try again shortly.', { cause, headers: { 'Retry-After': '1' } });
 
 /** bcrypt at `cost` rounds (10 is the tutorial's), run by `engine`. */
 export function createPasswordHasher(cost: number, engine: BcryptEngine = inThreadBcrypt): PasswordHasher {
