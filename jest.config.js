@@ -17,6 +17,7 @@ module.exports = {
   projects: [
     project('common', 'packages/common'),
     project('tokens', 'packages/tokens'),
+    project('testing', 'packages/testing'),
     project('auth', 'services/auth'),
     // With a PostgreSQL server for the tests, the auth and session suites run once more on the
     // embedded database, so the PGlite path (what `npm start` uses by default) stays tested.
