@@ -11,8 +11,8 @@ let scorer: Promise<Zxcvbn> | undefined;
  * zxcvbn with the common-password lists and keyboard graphs, which ship inside the package (no
  * network call). Loaded on first use: they take about 15 MiB in each thread that holds them, and
  * the service scores in a worker thread of its own (bcrypt-worker.js sets up that copy), so its
- * main thread loads them only when it runs without threads (`BCRYPT_THREADS=0`). The options object is the library's one global; it holds only these
- * read-only lists.
+ * main thread loads them only when it runs without threads (`BCRYPT_THREADS=0`). The options
+ * object is the library's one global; it holds only these read-only lists.
  */
 async function loadScorer(): Promise<Zxcvbn> {
   const [{ zxcvbn, zxcvbnOptions }, { adjacencyGraphs, dictionary }] = await Promise.all([

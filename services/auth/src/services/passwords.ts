@@ -60,7 +60,10 @@ export interface BcryptPoolLimits {
   maxWaitMs?: number;
   /** How long the strength thread stays after its last task (default a minute). */
   strengthIdleMs?: number;
-  /** The strength thread's heap limit in MiB (default 32: the lists alone need about 12, the worst input up to 14). */
+  /**
+   * The strength thread's heap limit in MiB (default 32: the lists alone need about 12, the
+   * worst input up to 14).
+   */
   strengthHeapMb?: number;
 }
 
