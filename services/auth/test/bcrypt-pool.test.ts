@@ -69,6 +69,17 @@ describe('createBcryptPool', () => {
     }
   });
 
+  it('by default ends the strength thread seconds after the last check, giving its memory back', async () => {
+    const defaults = createBcryptPool(1);
+    try {
+      await defaults.score('password123', []);
+      expect(defaults.strengthThreads()).toBe(1);
+      await waitFor(() => defaults.strengthThreads() === 0, { timeoutMs: 10_000, what: 'the idle strength thread to end' });
+    } finally {
+      await defaults.close();
+    }
+  });
+
   it('scores the worst input the sign-up schema allows within the strength thread\'s heap limit', async () => {
     // 72 digits (zxcvbn's slowest and hungriest case), with a username and an email at their longest.
     const username = '1'.repeat(32);

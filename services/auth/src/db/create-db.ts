@@ -1,5 +1,4 @@
 import knexFactory, { type Knex } from 'knex';
-import ClientPgLite from 'knex-pglite';
 import type { Logger } from '@gatehouse/common';
 import { lockDataDir } from './data-dir-lock';
 import { migrationSource } from './migrations';
@@ -56,6 +55,8 @@ export function createDb(config: DbConfig, logger?: Logger): Db {
     return { knex, kind: 'postgres', close: () => knex.destroy() };
   }
 
+  // Loaded only here: on PostgreSQL, PGlite would be a few MiB of memory for nothing.
+  const ClientPgLite = require('knex-pglite') as typeof import('knex-pglite');
   const inMemory = config.dataDir.startsWith('memory://');
   const release = inMemory ? () => {} : lockDataDir(config.dataDir);
   const knex = knexFactory({

@@ -58,7 +58,11 @@ export interface BcryptPoolLimits {
    * the gateway has answered 504.
    */
   maxWaitMs?: number;
-  /** How long the strength thread stays after its last task (default a minute). */
+  /**
+   * How long the strength thread stays after its last task (default 5 s: a burst of sign-ups
+   * keeps it; once they stop, its memory goes back, and the next sign-up waits about 0.1 s
+   * for a new thread).
+   */
   strengthIdleMs?: number;
   /**
    * The strength thread's heap limit in MiB (default 32: the lists alone need about 12, the
@@ -85,7 +89,7 @@ export function createBcryptPool(threads: number, limits: BcryptPoolLimits = {})
     {
       minThreads: 0,
       maxThreads: 1,
-      idleTimeout: limits.strengthIdleMs ?? 60_000,
+      idleTimeout: limits.strengthIdleMs ?? 5_000,
       // zxcvbn leaves much garbage, and a new isolate's heap grows freely: 300 scores took the
       // thread 60 MiB up, 35 with this limit. The lists alone need about 12 MiB, and its worst
       // input (72 digits, personal inputs at their longest) up to 14; bcrypt-pool.test.ts
