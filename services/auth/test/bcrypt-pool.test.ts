@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import bcrypt from 'bcryptjs';
 import { waitFor } from '@gatehouse/testing';
 import { createBcryptPool, createPasswordHasher, type BcryptPool } from '../src/services/passwords';
@@ -77,6 +78,24 @@ describe('createBcryptPool', () => {
       await waitFor(() => defaults.strengthThreads() === 0, { timeoutMs: 10_000, what: 'the idle strength thread to end' });
     } finally {
       await defaults.close();
+    }
+  });
+
+  // Linux keeps a priority per thread, in /proc/<pid>/task/<tid>/stat (the 19th field); the
+  // services run on Linux (the Docker image), and so do these tests.
+  const niceOfThreads = (): number[] =>
+    fs.readdirSync('/proc/self/task').map((tid) => Number(fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1]?.split(' ')[16]));
+  it('runs password work at a lower priority than the event loop', async () => {
+    const lower = createBcryptPool(2);
+    try {
+      const before = niceOfThreads().filter((nice) => nice === 10).length;
+      await Promise.all([lower.compare('a', await bcrypt.hash('a', 4)), lower.compare('b', await bcrypt.hash('b', 4))]);
+      await lower.score('password123', []);
+      // Two bcrypt threads and the strength thread; the test's own (main) thread is untouched.
+      expect(niceOfThreads().filter((nice) => nice === 10).length - before).toBe(3);
+      expect(Number(fs.readFileSync('/proc/self/stat', 'utf8').split(') ')[1]?.split(' ')[16])).toBe(0);
+    } finally {
+      await lower.close();
     }
   });
 

@@ -2,7 +2,22 @@
 // score, whose matchers can take tens of milliseconds on long digit strings. Plain CommonJS so
 // that it loads the same in every runtime: node with tsx, jest, and a compiled build.
 'use strict';
+const os = require('node:os');
+const { isMainThread } = require('node:worker_threads');
 const bcrypt = require('bcryptjs');
+
+// Password work yields the CPU to the event loop: on Linux a priority is per thread, so this
+// thread (only) runs at a lower one, and a health check or a refresh arriving during a storm
+// of sign-ins is answered without waiting for a hash's time slice to end. With nothing else
+// to run, the thread still gets a whole core.
+const PASSWORD_THREAD_NICE = 10;
+if (!isMainThread) {
+  try {
+    os.setPriority(PASSWORD_THREAD_NICE);
+  } catch {
+    // Not permitted on this platform: run at the normal priority.
+  }
+}
 
 let zxcvbn;
 function strengthScore(password, userInputs) {
