@@ -59,6 +59,37 @@ export interface RunningServer {
 }
 
 /**
+ * Node's `http.ServerResponse` with one change: once `isDraining()`, every response says
+ * `Connection: close`, also one whose handler set keep-alive itself (a proxied answer). Every
+ * response writes its head through `writeHead`, also one whose head is implicit (`end()`).
+ *
+ * @remarks Inherits the way Node's own http classes do (a constructor function and a
+ * prototype), not with `class ... extends http.ServerResponse`: with such a class, even an
+ * empty one, a bare Koa app used about 28 µs of CPU per request instead of 23 (a fifth of its
+ * speed, measured A/B), on every request of every service.
+ */
+function shutdownAwareResponse(isDraining: () => boolean): typeof http.ServerResponse {
+  function ShutdownAwareResponse(this: http.ServerResponse, req: http.IncomingMessage, options?: unknown): void {
+    Reflect.apply(http.ServerResponse, this, [req, options]);
+  }
+  const { writeHead } = http.ServerResponse.prototype;
+  Object.setPrototypeOf(ShutdownAwareResponse, http.ServerResponse);
+  ShutdownAwareResponse.prototype = Object.create(http.ServerResponse.prototype, {
+    constructor: { value: ShutdownAwareResponse, writable: true, configurable: true },
+    writeHead: {
+      value: function writeHeadUnlessDraining(this: http.ServerResponse, ...args: Parameters<typeof writeHead>) {
+        if (isDraining() && !this.headersSent) this.setHeader('connection', 'close');
+        return writeHead.apply(this, args);
+      },
+      writable: true,
+      configurable: true,
+    },
+  });
+  // A constructor function is what Node calls with `new`; TypeScript knows only classes as such.
+  return ShutdownAwareResponse as unknown as typeof http.ServerResponse;
+}
+
+/**
  * Listens with `app` on `port` (0 = any free port) and resolves once bound.
  *
  * @remarks Shutdown does not reset a request a client has sent. Node's `http.Server#close()`
@@ -75,20 +106,8 @@ export async function startServer(
   options: { port: number; host?: string; logger?: Logger },
 ): Promise<RunningServer> {
   let draining = false;
-  class ShutdownAwareResponse extends http.ServerResponse {
-    // Every response writes its head through here, also one whose head is implicit (`end()`).
-    override writeHead(
-      statusCode: number,
-      reasonOrHeaders?: string | http.OutgoingHttpHeaders | http.OutgoingHttpHeader[],
-      headers?: http.OutgoingHttpHeaders | http.OutgoingHttpHeader[],
-    ): this {
-      if (draining && !this.headersSent) this.setHeader('connection', 'close');
-      return typeof reasonOrHeaders === 'string'
-        ? super.writeHead(statusCode, reasonOrHeaders, headers)
-        : super.writeHead(statusCode, reasonOrHeaders);
-    }
-  }
-  const server = http.createServer({ ServerResponse: ShutdownAwareResponse }, app.callback());
+  const ServerResponse = shutdownAwareResponse(() => draining);
+  const server = http.createServer({ ServerResponse }, app.callback());
   // Behind the gateway's keep-alive agent: keep idle sockets longer than the agent does, so the
   // server never closes one the gateway is just about to reuse.
   server.keepAliveTimeout = 65_000;
