@@ -22,7 +22,7 @@ import {
 import { runWorkload, type LoadSettings, type RunTargets, type WorkloadRun } from './runner';
 import { SERVICES, buildServices } from '../build';
 import { composeNodeFlags } from '../image';
-import { ProcessSet, ROOT, imageNodeOptions, prepareDatabase, startBaseline, startProxyFloor, startStack, superviseRun, type BenchProcess } from './stack';
+import { ProcessSet, ROOT, imageNodeOptions, prepareDatabase, startBaseline, startKoaFloor, startProxyFloor, startStack, superviseRun, type BenchProcess } from './stack';
 import {
   PROCESS_NAMES,
   RefreshTokenPool,
@@ -37,8 +37,9 @@ import {
 const USAGE = `pnpm bench [options]
 
 Builds the services (pnpm build, into dist/) and starts auth, content and gateway from the
-bundles, as the Docker image runs them, with a bare node:http server as the baseline and a
-bare node:http proxy in front of content as the floor of any gateway; runs fixed workloads
+bundles, as the Docker image runs them, with a bare node:http server as the baseline, a
+bare node:http proxy in front of content as the floor of any gateway and a bare Koa app as
+the floor of any Koa service; runs fixed workloads
 against them with autocannon, and writes
 docs/benchmarks/latest.json, latest.md and latest.svg. Uses the PostgreSQL server of
 DATABASE_URL when it is set (a fresh database, dropped afterwards), else the embedded database
@@ -162,7 +163,7 @@ function progressLine(result: WorkloadRun & { ratioToBaseline: number }): string
 /** Everything the runs need from the started processes. */
 interface Started {
   processes: Record<ProcessName, BenchProcess>;
-  urls: { baseline: string; floor: string; content: string; gateway: string; auth: string };
+  urls: { baseline: string; floor: string; koa: string; content: string; gateway: string; auth: string };
 }
 
 /** Creates the users, then runs the selected workloads `options.runs` times. */
@@ -283,15 +284,15 @@ async function main(argv: string[]): Promise<number> {
     say(`Database: ${database.description}`);
     const tag = newTag();
     const admin = newAccount('bench_admin', tag);
-    say(`Starting auth, content, gateway (${builtDir ? 'built, from dist/' : 'from TypeScript, through tsx'}), the baseline server and the proxy floor…`);
+    say(`Starting auth, content, gateway (${builtDir ? 'built, from dist/' : 'from TypeScript, through tsx'}), the baseline server and the two floors…`);
     const [stack, baseline] = await Promise.all([startStack(processes, database, admin, {
       gateway: { WORKERS: String(options.workers) },
       content: { WORKERS: String(options.workers) },
     }), startBaseline(processes)]);
-    const floor = await startProxyFloor(processes, stack.content.url);
+    const [floor, koa] = await Promise.all([startProxyFloor(processes, stack.content.url), startKoaFloor(processes, builtDir === undefined ? undefined : imageNodeOptions())]);
     const started: Started = {
-      processes: { baseline, floor, ...stack },
-      urls: { baseline: baseline.url, floor: floor.url, content: stack.content.url, gateway: stack.gateway.url, auth: stack.auth.url },
+      processes: { baseline, floor, koa, ...stack },
+      urls: { baseline: baseline.url, floor: floor.url, koa: koa.url, content: stack.content.url, gateway: stack.gateway.url, auth: stack.auth.url },
     };
     const { durationSec, warmupSec, connections } = options.load;
     say(

@@ -257,6 +257,15 @@ function summaryLines(report: BenchReport): string[] {
         `so per core it used, sign-in ran at ${fixed(signin.ratio / signin.authCores, 2)}× bcrypt.`,
     );
   }
+  const content = report.workloads.find((workload) => workload.name === 'content-mod');
+  const koa = report.workloads.find((workload) => workload.name === 'koa-mod');
+  if (content && koa) {
+    lines.push(
+      `Content against the Koa floor, GET /api/test/mod: ${fixed(content.ratioToBaseline / koa.ratioToBaseline, 2)}× the bare Koa app's requests/s ` +
+        `(${fixed(content.ratioToBaseline, 2)}× and ${fixed(koa.ratioToBaseline, 2)}× the baseline), CPU ${fixed(content.cpuMsPerRequest, 3)} against ${fixed(koa.cpuMsPerRequest, 3)} ms/req; ` +
+        `target ≥ 0.25× the baseline: ${content.ratioToBaseline >= 0.25 ? 'met' : 'NOT met'}${koa.ratioToBaseline >= 0.25 ? '' : ', and not reached by the bare Koa app either'}.`,
+    );
+  }
   const gateway = report.workloads.find((workload) => workload.name === 'gateway-mod');
   const floor = report.workloads.find((workload) => workload.name === 'floor-mod');
   if (gateway && floor) {
@@ -347,10 +356,13 @@ export function renderMarkdown(report: BenchReport, svgFile: string): string {
     '  so sessions of a single user refresh one after another, and the figure would measure that lock.',
     '- CPU figures are of the processes the benchmark started; a PostgreSQL server\'s own CPU is not included.',
     report.settings.runtime === 'built'
-      ? `- The services ran built (\`pnpm build\`, \`node dist/<service>/main.js\`) with the Docker image's \`NODE_OPTIONS=${report.settings.nodeOptions ?? ''}\` and the node options of their docker-compose.yml commands (${nodeFlagsText(report.settings.nodeFlags)}), as the image runs them; the baseline and the proxy floor are plain JavaScript run by node with default options: the baseline's memory is the floor of any Node.js process.`
+      ? `- The services ran built (\`pnpm build\`, \`node dist/<service>/main.js\`) with the Docker image's \`NODE_OPTIONS=${report.settings.nodeOptions ?? ''}\` and the node options of their docker-compose.yml commands (${nodeFlagsText(report.settings.nodeFlags)}), as the image runs them; the baseline and the proxy floor are plain JavaScript run by node with default options: the baseline's memory is the floor of any Node.js process; the Koa floor runs with content's NODE_OPTIONS.`
       : '- The services ran from TypeScript through tsx (`--source`), as `pnpm start` runs them; the baseline and the proxy floor are plain JavaScript, so their memory is about 25 MiB below what tsx adds to each service.',
     '- `floor-mod` is the least any reverse proxy in Node.js does: a bare node:http proxy (scripts/bench/proxy-floor.mjs) with keep-alive',
     '  connections in front of the same content service. The gateway does all it does and more, so its figures cannot beat these.',
+    '- `koa-mod` is the least any Koa service does for that route: a bare Koa app with @koa/router (scripts/bench/koa-floor.mjs), the',
+    "  versions content runs, that only asks for a token header. Content does all it does and more (checks the token and its role, gives",
+    '  the request an id, counts it in its metrics, sets security headers), so its figures cannot beat these.',
     `- Settings of the services: \`LOG_LEVEL=warn\`, \`BCRYPT_COST=10\`, \`AUTH_RATE_LIMIT=0\`, \`SIGNIN_MAX_FAILURES=0\`, \`WORKERS=${report.settings.workers ?? 1}\` for the gateway and content; everything else default.`,
     `- Written by \`pnpm bench\` (scripts/bench); all figures, per run, are in latest.json.`,
     '',
@@ -367,6 +379,7 @@ const COLOURS = {
   content: { fill: '#4e79a7', label: 'content directly' },
   gateway: { fill: '#f28e2b', label: 'gateway → content' },
   floor: { fill: '#bab0ac', label: 'bare proxy → content' },
+  koa: { fill: '#9bb7d4', label: 'bare Koa app' },
   auth: { fill: '#e15759', label: 'gateway → auth' },
   mixed: { fill: '#59a14f', label: 'mixed' },
 } as const;
@@ -374,6 +387,7 @@ const COLOURS = {
 function colourOf(servedBy: readonly ProcessName[]): keyof typeof COLOURS {
   if (servedBy.includes('baseline')) return 'baseline';
   if (servedBy.includes('floor')) return 'floor';
+  if (servedBy.includes('koa')) return 'koa';
   if (servedBy.includes('auth')) return servedBy.includes('content') ? 'mixed' : 'auth';
   return servedBy.includes('gateway') ? 'gateway' : 'content';
 }

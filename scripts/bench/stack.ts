@@ -303,6 +303,20 @@ export function startProxyFloor(processes: ProcessSet, upstreamUrl: string): Pro
   );
 }
 
+/**
+ * Starts the bare Koa app of koa-floor.mjs and waits for it; with `nodeOptions`, the content
+ * service's NODE_OPTIONS, so that the two differ only in what the app does.
+ */
+export function startKoaFloor(processes: ProcessSet, nodeOptions?: string): Promise<BenchProcess> {
+  return launchListening(
+    processes,
+    'koa',
+    'scripts/bench/koa-floor.mjs',
+    (port) => ({ PORT: String(port), ...(nodeOptions === undefined ? {} : { NODE_OPTIONS: nodeOptions }) }),
+    '/api/test/all',
+  );
+}
+
 /** `NODE_OPTIONS` as the Dockerfile's runtime image sets it, or ''. */
 export function imageNodeOptions(): string {
   return runtimeImageEnv().NODE_OPTIONS ?? '';

@@ -11,6 +11,7 @@ export const WORKLOAD_NAMES = [
   'content-all',
   'content-user',
   'content-mod',
+  'koa-mod',
   'gateway-all',
   'gateway-user',
   'gateway-mod',
@@ -30,7 +31,7 @@ export function isWorkloadName(name: string): name is WorkloadName {
 }
 
 /** The processes the benchmark measures. */
-export const PROCESS_NAMES = ['baseline', 'floor', 'gateway', 'content', 'auth'] as const;
+export const PROCESS_NAMES = ['baseline', 'floor', 'koa', 'gateway', 'content', 'auth'] as const;
 
 /** The name of one measured process. */
 export type ProcessName = (typeof PROCESS_NAMES)[number];
@@ -97,7 +98,7 @@ export class RefreshTokenPool {
 
 /** What the workloads of one run need. */
 export interface WorkloadContext {
-  urls: { baseline: string; floor: string; content: string; gateway: string; auth: string };
+  urls: { baseline: string; floor: string; koa: string; content: string; gateway: string; auth: string };
   /** Access tokens of a plain user and of a moderator, fresh for this run. */
   userToken: string;
   moderatorToken: string;
@@ -179,6 +180,13 @@ export function buildWorkloads(ctx: WorkloadContext): Workload[] {
         },
       ];
     }),
+    {
+      name: 'koa-mod',
+      title: 'GET /api/test/mod (moderator token) at a bare Koa app with @koa/router: the floor of any Koa service',
+      servedBy: ['koa'],
+      url: ctx.urls.koa,
+      requests: () => [moderatorGet('/api/test/mod')],
+    },
     {
       name: 'floor-mod',
       title: 'GET /api/test/mod (moderator token) through a bare node:http proxy: the floor of any gateway',

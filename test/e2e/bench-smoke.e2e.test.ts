@@ -1,5 +1,4 @@
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -65,7 +64,12 @@ describe('pnpm bench --smoke', () => {
     expect(report.settings.nodeFlags?.auth).toContain('--max-old-space-size=192');
     expect(report.signinVsBcrypt?.ratio).toBeGreaterThan(0);
     expect(report.authHealth?.requests).toBeGreaterThan(0);
-    expect(existsSync(path.join(outDir, 'latest.md'))).toBe(true);
+    // Both floors were measured: the bare proxy in front of content, and the bare Koa app.
+    expect(report.memory.floor?.peakRssMb).toBeGreaterThan(0);
+    expect(report.memory.koa?.peakRssMb).toBeGreaterThan(0);
+    const markdown = await readFile(path.join(outDir, 'latest.md'), 'utf8');
+    expect(markdown).toContain('Content against the Koa floor, GET /api/test/mod:');
+    expect(markdown).toContain('Gateway against the proxy floor, GET /api/test/mod:');
     expect(await readFile(path.join(outDir, 'latest.svg'), 'utf8')).toMatch(/^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
   }, 180_000);
 });
