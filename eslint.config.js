@@ -23,8 +23,9 @@ module.exports = tseslint.config(
       ...jest.configs['flat/recommended'].rules,
       'jest/no-focused-tests': 'error',
       'jest/expect-expect': 'off',
-      // `it` or `it.skip`, chosen by whether an outside tool is there (runsWithTool in test/e2e/stack.ts).
-      'jest/no-standalone-expect': ['error', { additionalTestBlockFunctions: ['itWithDockerCompose'] }],
+      // `it` or `it.skip`, chosen by whether an outside tool is there (runsWithTool in
+      // test/e2e/stack.ts) or by the platform (itOnLinux in services/auth/test/bcrypt-pool.test.ts).
+      'jest/no-standalone-expect': ['error', { additionalTestBlockFunctions: ['itWithDockerCompose', 'itOnLinux'] }],
     },
   },
   {

@@ -263,7 +263,8 @@ function summaryLines(report: BenchReport): string[] {
     lines.push(
       `Content against the Koa floor, GET /api/test/mod: ${fixed(content.ratioToBaseline / koa.ratioToBaseline, 2)}× the bare Koa app's requests/s ` +
         `(${fixed(content.ratioToBaseline, 2)}× and ${fixed(koa.ratioToBaseline, 2)}× the baseline), CPU ${fixed(content.cpuMsPerRequest, 3)} against ${fixed(koa.cpuMsPerRequest, 3)} ms/req; ` +
-        `target ≥ 0.25× the baseline: ${content.ratioToBaseline >= 0.25 ? 'met' : 'NOT met'}${koa.ratioToBaseline >= 0.25 ? '' : ', and not reached by the bare Koa app either'}.`,
+        `target ≥ 0.25× the baseline: ${content.ratioToBaseline >= 0.25 ? 'met' : 'NOT met'}${koa.ratioToBaseline >= 0.25 ? '' : ', and not reached by the bare Koa app either'}` +
+        `${(report.settings.workers ?? 1) > 1 ? ` (content ran ${report.settings.workers} processes and the Koa app one, so the two do not compare)` : ''}.`,
     );
   }
   const gateway = report.workloads.find((workload) => workload.name === 'gateway-mod');
@@ -357,7 +358,7 @@ export function renderMarkdown(report: BenchReport, svgFile: string): string {
     '- CPU figures are of the processes the benchmark started; a PostgreSQL server\'s own CPU is not included.',
     report.settings.runtime === 'built'
       ? `- The services ran built (\`pnpm build\`, \`node dist/<service>/main.js\`) with the Docker image's \`NODE_OPTIONS=${report.settings.nodeOptions ?? ''}\` and the node options of their docker-compose.yml commands (${nodeFlagsText(report.settings.nodeFlags)}), as the image runs them; the baseline and the proxy floor are plain JavaScript run by node with default options: the baseline's memory is the floor of any Node.js process; the Koa floor runs with content's NODE_OPTIONS.`
-      : '- The services ran from TypeScript through tsx (`--source`), as `pnpm start` runs them; the baseline and the proxy floor are plain JavaScript, so their memory is about 25 MiB below what tsx adds to each service.',
+      : '- The services ran from TypeScript through tsx (`--source`), as `pnpm start` runs them; the baseline and the two floors are plain JavaScript, so their memory is about 25 MiB below what tsx adds to each service.',
     '- `floor-mod` is the least any reverse proxy in Node.js does: a bare node:http proxy (scripts/bench/proxy-floor.mjs) with keep-alive',
     '  connections in front of the same content service. The gateway does all it does and more, so its figures cannot beat these.',
     '- `koa-mod` is the least any Koa service does for that route: a bare Koa app with @koa/router (scripts/bench/koa-floor.mjs), the',

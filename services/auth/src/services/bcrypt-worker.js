@@ -7,15 +7,17 @@ const { isMainThread } = require('node:worker_threads');
 const bcrypt = require('bcryptjs');
 
 // Password work yields the CPU to the event loop: on Linux a priority is per thread, so this
-// thread (only) runs at a lower one, and a health check or a refresh arriving during a storm
-// of sign-ins is answered without waiting for a hash's time slice to end. With nothing else
-// to run, the thread still gets a whole core.
+// thread (only) runs 10 below the process, and a health check or a refresh arriving during a
+// storm of sign-ins is answered without waiting for a hash's time slice to end. With nothing
+// else to run, the thread still gets a whole core. Elsewhere a priority is the whole
+// process's, so it is left alone.
 const PASSWORD_THREAD_NICE = 10;
-if (!isMainThread) {
+const LOWEST_PRIORITY = 19;
+if (!isMainThread && process.platform === 'linux') {
   try {
-    os.setPriority(PASSWORD_THREAD_NICE);
+    os.setPriority(Math.min(LOWEST_PRIORITY, os.getPriority() + PASSWORD_THREAD_NICE));
   } catch {
-    // Not permitted on this platform: run at the normal priority.
+    // Not permitted: run at the process's priority.
   }
 }
 
