@@ -15,5 +15,4 @@ describe('freePort', () => {
       await new Promise((resolve) => server.close(resolve));
     }
   });
-
 });

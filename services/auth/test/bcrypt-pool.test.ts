@@ -209,4 +209,3 @@ describe('createBcryptPool', () => {
     expect(hasher.needsRehash(await bcrypt.hash('x', 4))).toBe(true);
   });
 });
-
