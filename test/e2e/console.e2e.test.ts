@@ -52,6 +52,9 @@ async function signOut(): Promise<void> {
 /** Opens a board from the navigation and returns what it shows: the content or the error. */
 async function openBoard(linkName: string): Promise<string> {
   await page.getByRole('link', { name: linkName }).click();
+  // The view changes on the hashchange after the click; until then the previous board and its
+  // answer are still on the page (read too early, the admin board once showed "User Content.").
+  await page.getByRole('heading', { name: linkName, exact: true }).waitFor();
   const shown = page.locator('.board-result').locator('.board, [role=alert]');
   await shown.waitFor();
   return (await shown.textContent()) ?? '';
