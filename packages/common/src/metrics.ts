@@ -89,7 +89,6 @@ function defaultRouteOf(ctx: Context): string | undefined {
 export function httpMetrics(metrics: Metrics, options: HttpMetricsOptions = {}): Middleware {
   const routeOf = options.routeOf ?? defaultRouteOf;
   const labelNames = ['method', 'route', 'status'] as const;
-  const requests = metrics.counter({ name: 'http_requests_total', help: 'HTTP requests answered.', labelNames });
   const duration = new Histogram({
     name: 'http_request_duration_seconds',
     help: 'Time from receiving an HTTP request to having sent its response.',
@@ -97,20 +96,34 @@ export function httpMetrics(metrics: Metrics, options: HttpMetricsOptions = {}):
     buckets: DURATION_BUCKETS,
     registers: [metrics.registry],
   });
+  // The histogram's _count by another name, kept for dashboards that use it: copied at scrape
+  // time, so that a request updates one metric, not two.
+  metrics.counter({
+    name: 'http_requests_total',
+    help: 'HTTP requests answered.',
+    labelNames,
+    async collect() {
+      const { values } = await duration.get();
+      this.reset();
+      for (const { metricName, labels, value } of values) {
+        if (metricName === 'http_request_duration_seconds_count') this.inc(labels, value);
+      }
+    },
+  });
 
-  return async function measureRequest(ctx, next) {
+  return function measureRequest(ctx, next) {
     const started = process.hrtime.bigint();
-    ctx.res.once('close', () => {
+    // `on`, not `once`: a response closes once, and is then dropped with its listeners.
+    ctx.res.on('close', () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const labels = {
         method: KNOWN_METHODS.has(ctx.method) ? ctx.method : 'OTHER',
         route: routeOf(ctx) ?? UNMATCHED_ROUTE,
         status: String(ctx.respond === false ? ctx.res.statusCode : ctx.status),
       };
-      requests.inc(labels);
       duration.observe(labels, seconds);
     });
-    await next();
+    return next();
   };
 }
 
@@ -123,12 +136,15 @@ export function httpMetrics(metrics: Metrics, options: HttpMetricsOptions = {}):
  * With `WORKERS` > 1, each scrape is answered by whichever worker takes the connection.
  */
 export function metricsRoute(metrics: Metrics): Middleware {
-  return async function serveMetrics(ctx, next) {
+  return function serveMetrics(ctx, next) {
     if (ctx.path !== '/metrics' || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) return next();
+    return scrape(ctx);
+  };
+  async function scrape(ctx: Context): Promise<void> {
     // Merged on every scrape, so metrics registered after this route was built are included.
     const merged = Registry.merge([processMetrics(), metrics.registry]);
     ctx.body = await merged.metrics();
     ctx.set('Content-Type', merged.contentType);
     ctx.set('Cache-Control', 'no-store');
-  };
+  }
 }

@@ -13,13 +13,13 @@ const WELL_FORMED_REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
  * id follows a request through every service), and the service's logger for `requestLog`.
  */
 export function requestId(logger: Logger): Middleware {
-  return async function assignRequestId(ctx, next) {
+  return function assignRequestId(ctx, next) {
     const incoming = ctx.get(REQUEST_ID_HEADER);
     const id = WELL_FORMED_REQUEST_ID.test(incoming) ? incoming : randomUUID();
     ctx.state.requestId = id;
     ctx.state.logger = logger;
     ctx.set(REQUEST_ID_HEADER, id);
-    await next();
+    return next();
   };
 }
 
@@ -44,19 +44,20 @@ const PROBE_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 
 /** Needs `requestId()` before it. At a level that leaves the line out, it costs nothing more. */
 export function accessLog(): Middleware {
-  return async function logRequest(ctx, next) {
+  return function logRequest(ctx, next) {
     const { logger } = ctx.state;
     if (!logger) throw new Error('accessLog() needs requestId() before it');
     const level = PROBE_PATHS.has(ctx.path) ? 'debug' : 'info';
     if (!logger.isLevelEnabled(level)) return next();
     const started = process.hrtime.bigint();
-    ctx.res.once('close', () => {
+    // `on`, not `once`: a response closes once, and is then dropped with its listeners.
+    ctx.res.on('close', () => {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       const status = ctx.respond === false ? ctx.res.statusCode : ctx.status;
       const line = { requestId: ctx.state.requestId, method: ctx.method, path: ctx.path, status, ms: Math.round(ms * 10) / 10 };
       logger[level](line, 'request');
     });
-    await next();
+    return next();
   };
 }
 
@@ -86,22 +87,24 @@ export function jsonBody(options: { limit?: string } = {}): Middleware {
   };
 }
 
+const SECURITY_HEADERS = {
+  'X-Content-Type-Options': 'nosniff',
+  'X-Frame-Options': 'DENY',
+  'Referrer-Policy': 'no-referrer',
+  'Content-Security-Policy': "default-src 'none'; frame-ancestors 'none'",
+  'Cross-Origin-Opener-Policy': 'same-origin',
+};
+
 /**
  * Headers every response carries: no MIME sniffing, no framing, no referrer, no content of any
  * kind loaded on behalf of a JSON API; HSTS when the request came over TLS (`ctx.secure`, which
  * with `app.proxy` trusts `X-Forwarded-Proto` from the proxy in front).
  */
 export function securityHeaders(): Middleware {
-  return async function setSecurityHeaders(ctx, next) {
-    ctx.set({
-      'X-Content-Type-Options': 'nosniff',
-      'X-Frame-Options': 'DENY',
-      'Referrer-Policy': 'no-referrer',
-      'Content-Security-Policy': "default-src 'none'; frame-ancestors 'none'",
-      'Cross-Origin-Opener-Policy': 'same-origin',
-    });
+  return function setSecurityHeaders(ctx, next) {
+    ctx.set(SECURITY_HEADERS);
     if (ctx.secure) ctx.set('Strict-Transport-Security', 'max-age=31536000; includeSubDomains');
-    await next();
+    return next();
   };
 }
 

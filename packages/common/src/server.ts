@@ -1,7 +1,7 @@
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import type Koa from 'koa';
-import type { Middleware } from 'koa';
+import type { Context, Middleware } from 'koa';
 import type { Logger } from './logger';
 import { requestLog } from './middleware';
 
@@ -13,13 +13,16 @@ export type ReadinessChecks = Record<string, () => Promise<unknown>>;
  * and answers 200 when all pass, 503 naming the ones that failed.
  */
 export function healthRoutes(checks: ReadinessChecks = {}): Middleware {
-  return async function health(ctx, next) {
+  return function health(ctx, next) {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();
     if (ctx.path === '/healthz') {
       ctx.body = { status: 'ok' };
-      return;
+      return undefined;
     }
     if (ctx.path !== '/readyz') return next();
+    return answerReadiness(ctx);
+  };
+  async function answerReadiness(ctx: Context): Promise<void> {
     const results: Record<string, 'ok' | 'failing'> = {};
     await Promise.all(
       Object.entries(checks).map(async ([name, check]) => {
@@ -35,7 +38,7 @@ export function healthRoutes(checks: ReadinessChecks = {}): Middleware {
     const ready = Object.values(results).every((result) => result === 'ok');
     ctx.status = ready ? 200 : 503;
     ctx.body = { status: ready ? 'ready' : 'unready', checks: results };
-  };
+  }
 }
 
 /** How long a service may take to stop after SIGTERM before it exits anyway. */

@@ -44,11 +44,11 @@ const ROLE_REQUIRED_MESSAGE: Record<RoleName, string> = {
 
 /** After `requireAuth()`: 403 with the tutorial's message unless the token carries `role`. */
 export function requireRole(role: RoleName): Middleware {
-  return async function checkRole(ctx, next) {
+  return function checkRole(ctx, next) {
     if (!ctx.state.user?.roles.includes(role)) {
       throw new ForbiddenError('auth.missing_role', ROLE_REQUIRED_MESSAGE[role], { details: { required: role } });
     }
-    await next();
+    return next();
   };
 }
 

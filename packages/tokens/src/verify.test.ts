@@ -420,6 +420,11 @@ function fakeContext(headers: Record<string, string | string[]>, user?: AccessTo
   return ctx as typeof ctx & Parameters<Middleware>[0];
 }
 
+/** Runs a middleware as Koa does: what it throws, at once or later, is a rejection. */
+async function runMiddleware(middleware: Middleware, ctx: Parameters<Middleware>[0], next: () => Promise<unknown>): Promise<unknown> {
+  return middleware(ctx, next);
+}
+
 function claimsWithRoles(roles: RoleName[]): AccessTokenClaims {
   return { sub: '7', id: 7, username: 'alice', roles, ver: 0, iss: ISSUER, aud: AUDIENCE, iat: NOW, exp: NOW + TTL, jti: randomUUID() };
 }
@@ -571,7 +576,7 @@ describe('requireRole', () => {
     ['user', [], 'Require User Role!'],
   ])('throws 403 auth.missing_role when %s is required and the token has %j', async (role, roles, message) => {
     const next = jest.fn(async () => undefined);
-    const err = await rejection(Promise.resolve(requireRole(role)(fakeContext({}, claimsWithRoles(roles)), next)));
+    const err = await rejection(runMiddleware(requireRole(role), fakeContext({}, claimsWithRoles(roles)), next));
     expect(err).toBeInstanceOf(ForbiddenError);
     expect(err).toMatchObject({ status: 403, code: 'auth.missing_role', message, details: { required: role } });
     expect(next).not.toHaveBeenCalled();
@@ -579,7 +584,7 @@ describe('requireRole', () => {
 
   it('throws 403 rather than crashing when no user was authenticated', async () => {
     const next = jest.fn(async () => undefined);
-    const err = await rejection(Promise.resolve(requireRole('admin')(fakeContext({}), next)));
+    const err = await rejection(runMiddleware(requireRole('admin'), fakeContext({}), next));
     expect(err).toBeInstanceOf(AppError);
     expect(err).toMatchObject({ status: 403, message: 'Require Admin Role!' });
     expect(next).not.toHaveBeenCalled();
