@@ -22,7 +22,7 @@ import {
 import { runWorkload, type LoadSettings, type RunTargets, type WorkloadRun } from './runner';
 import { SERVICES, buildServices } from '../build';
 import { composeNodeFlags } from '../image';
-import { ProcessSet, ROOT, imageNodeOptions, prepareDatabase, startBaseline, startKoaFloor, startProxyFloor, startStack, superviseRun, type BenchProcess } from './stack';
+import { ProcessSet, ROOT, imageProcessEnv, prepareDatabase, startBaseline, startKoaFloor, startProxyFloor, startStack, superviseRun, type BenchProcess } from './stack';
 import {
   PROCESS_NAMES,
   RefreshTokenPool,
@@ -289,7 +289,7 @@ async function main(argv: string[]): Promise<number> {
       gateway: { WORKERS: String(options.workers) },
       content: { WORKERS: String(options.workers) },
     }), startBaseline(processes)]);
-    const [floor, koa] = await Promise.all([startProxyFloor(processes, stack.content.url), startKoaFloor(processes, builtDir === undefined ? undefined : imageNodeOptions())]);
+    const [floor, koa] = await Promise.all([startProxyFloor(processes, stack.content.url), startKoaFloor(processes, builtDir === undefined ? undefined : imageProcessEnv())]);
     const started: Started = {
       processes: { baseline, floor, koa, ...stack },
       urls: { baseline: baseline.url, floor: floor.url, koa: koa.url, content: stack.content.url, gateway: stack.gateway.url, auth: stack.auth.url },
@@ -326,7 +326,8 @@ async function main(argv: string[]): Promise<number> {
         refreshUsers: refreshUsersFor(options),
         smoke: options.smoke,
         runtime: builtDir ? 'built' : 'tsx',
-        nodeOptions: builtDir ? imageNodeOptions() : undefined,
+        nodeOptions: builtDir ? imageProcessEnv().NODE_OPTIONS : undefined,
+        mallocArenaMax: builtDir ? imageProcessEnv().MALLOC_ARENA_MAX : undefined,
         nodeFlags: builtDir ? Object.fromEntries(Object.keys(SERVICES).map((service) => [service, composeNodeFlags(service)])) : undefined,
         workers: options.workers,
         workloads: workloads.map((workload) => workload.name),

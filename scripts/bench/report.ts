@@ -73,6 +73,8 @@ export interface BenchReport {
     runtime: 'built' | 'tsx';
     /** NODE_OPTIONS of the built services (the Docker image's). */
     nodeOptions?: string;
+    /** MALLOC_ARENA_MAX of the built services (the Docker image's), when it sets one. */
+    mallocArenaMax?: string;
     /** Options before the script in each built service's docker-compose.yml command. */
     nodeFlags?: Record<string, string[]>;
     /** `WORKERS` of the gateway and the content service (absent in reports before the option). */
@@ -357,7 +359,7 @@ export function renderMarkdown(report: BenchReport, svgFile: string): string {
     '  so sessions of a single user refresh one after another, and the figure would measure that lock.',
     '- CPU figures are of the processes the benchmark started; a PostgreSQL server\'s own CPU is not included.',
     report.settings.runtime === 'built'
-      ? `- The services ran built (\`pnpm build\`, \`node dist/<service>/main.js\`) with the Docker image's \`NODE_OPTIONS=${report.settings.nodeOptions ?? ''}\` and the node options of their docker-compose.yml commands (${nodeFlagsText(report.settings.nodeFlags)}), as the image runs them; the baseline and the proxy floor are plain JavaScript run by node with default options: the baseline's memory is the floor of any Node.js process; the Koa floor runs with content's NODE_OPTIONS.`
+      ? `- The services ran built (\`pnpm build\`, \`node dist/<service>/main.js\`) with the Docker image's \`NODE_OPTIONS=${report.settings.nodeOptions ?? ''}\`${report.settings.mallocArenaMax === undefined ? '' : ` and \`MALLOC_ARENA_MAX=${report.settings.mallocArenaMax}\``} and the node options of their docker-compose.yml commands (${nodeFlagsText(report.settings.nodeFlags)}), as the image runs them; the baseline and the proxy floor are plain JavaScript run by node with default options: the baseline's memory is the floor of any Node.js process; the Koa floor runs with content's NODE_OPTIONS and MALLOC_ARENA_MAX.`
       : '- The services ran from TypeScript through tsx (`--source`), as `pnpm start` runs them; the baseline and the two floors are plain JavaScript, so their memory is about 25 MiB below what tsx adds to each service.',
     '- `floor-mod` is the least any reverse proxy in Node.js does: a bare node:http proxy (scripts/bench/proxy-floor.mjs) with keep-alive',
     '  connections in front of the same content service. The gateway does all it does and more, so its figures cannot beat these.',

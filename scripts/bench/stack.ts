@@ -102,20 +102,20 @@ export class ProcessSet {
    * service's bundle as the image runs it (the Dockerfile's NODE_OPTIONS, the node options of
    * its docker-compose.yml command), JavaScript as is, or TypeScript through tsx.
    */
-  private commandFor(entry: string): { args: string[]; nodeOptions?: string } {
+  private commandFor(entry: string): { args: string[]; imageEnv?: ImageProcessEnv } {
     const built = this.builtDir === undefined ? undefined : builtEntry(this.builtDir, entry);
-    if (built !== undefined) return { args: [...composeNodeFlags(built.service), built.file], nodeOptions: imageNodeOptions() };
+    if (built !== undefined) return { args: [...composeNodeFlags(built.service), built.file], imageEnv: imageProcessEnv() };
     return { args: entry.endsWith('.ts') ? ['--import', 'tsx', path.join(ROOT, entry)] : [path.join(ROOT, entry)] };
   }
 
   /** Runs `entry` as a process named `name`, listening on `port`. */
   launch(name: string, entry: string, port: number, env: NodeJS.ProcessEnv): BenchProcess {
-    const { args, nodeOptions } = this.commandFor(entry);
+    const { args, imageEnv } = this.commandFor(entry);
     // A process group of its own (detached): the benchmark decides when the services stop, also
     // on Ctrl-C, and can kill a service together with any workers it forked.
     const child = spawn(process.execPath, args, {
       cwd: ROOT,
-      env: { ...process.env, NO_COLOR: '1', ...(nodeOptions === undefined ? {} : { NODE_OPTIONS: nodeOptions }), ...env },
+      env: { ...process.env, NO_COLOR: '1', ...imageEnv, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });
@@ -304,22 +304,29 @@ export function startProxyFloor(processes: ProcessSet, upstreamUrl: string): Pro
 }
 
 /**
- * Starts the bare Koa app of koa-floor.mjs and waits for it; with `nodeOptions`, the content
- * service's NODE_OPTIONS, so that the two differ only in what the app does.
+ * Starts the bare Koa app of koa-floor.mjs and waits for it; with `imageEnv`, the content
+ * service's, so that the two differ only in what the app does.
  */
-export function startKoaFloor(processes: ProcessSet, nodeOptions?: string): Promise<BenchProcess> {
+export function startKoaFloor(processes: ProcessSet, imageEnv?: ImageProcessEnv): Promise<BenchProcess> {
   return launchListening(
     processes,
     'koa',
     'scripts/bench/koa-floor.mjs',
-    (port) => ({ PORT: String(port), ...(nodeOptions === undefined ? {} : { NODE_OPTIONS: nodeOptions }) }),
+    (port) => ({ PORT: String(port), ...imageEnv }),
     '/api/test/all',
   );
 }
 
-/** `NODE_OPTIONS` as the Dockerfile's runtime image sets it, or ''. */
-export function imageNodeOptions(): string {
-  return runtimeImageEnv().NODE_OPTIONS ?? '';
+/** The variables of the Dockerfile's runtime image that shape the node process itself. */
+export interface ImageProcessEnv {
+  NODE_OPTIONS: string;
+  MALLOC_ARENA_MAX?: string;
+}
+
+/** `NODE_OPTIONS` (or '') and `MALLOC_ARENA_MAX` as the Dockerfile's runtime image sets them. */
+export function imageProcessEnv(): ImageProcessEnv {
+  const { NODE_OPTIONS = '', MALLOC_ARENA_MAX } = runtimeImageEnv();
+  return MALLOC_ARENA_MAX === undefined ? { NODE_OPTIONS } : { NODE_OPTIONS, MALLOC_ARENA_MAX };
 }
 
 /** `dist/<service>/<name>.js` for an entry of scripts/build.ts's list, else undefined. */

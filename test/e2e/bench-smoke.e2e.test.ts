@@ -58,10 +58,12 @@ describe('pnpm bench --smoke', () => {
     expect(report.settings).toMatchObject({
       runtime: 'built',
       nodeOptions: runtimeImageEnv().NODE_OPTIONS,
+      mallocArenaMax: runtimeImageEnv().MALLOC_ARENA_MAX,
       nodeFlags: { auth: composeNodeFlags('auth'), content: composeNodeFlags('content'), gateway: composeNodeFlags('gateway') },
       workers: 1,
     });
     expect(report.settings.nodeFlags?.auth).toContain('--max-old-space-size=192');
+    expect(report.settings.mallocArenaMax).toBe('2');
     expect(report.signinVsBcrypt?.ratio).toBeGreaterThan(0);
     expect(report.authHealth?.requests).toBeGreaterThan(0);
     // Both floors were measured: the bare proxy in front of content, and the bare Koa app.
