@@ -98,9 +98,10 @@ export class ProcessSet {
   constructor(private readonly builtDir?: string) {}
 
   /**
-   * The node arguments that run `entry` (a file of the repository), and its NODE_OPTIONS: a
-   * service's bundle as the image runs it (the Dockerfile's NODE_OPTIONS, the node options of
-   * its docker-compose.yml command), JavaScript as is, or TypeScript through tsx.
+   * The node arguments that run `entry` (a file of the repository), and the variables of its
+   * process: a service's bundle as the image runs it (the Dockerfile's NODE_OPTIONS and
+   * MALLOC_ARENA_MAX, the node options of its docker-compose.yml command), JavaScript as is, or
+   * TypeScript through tsx.
    */
   private commandFor(entry: string): { args: string[]; imageEnv?: ImageProcessEnv } {
     const built = this.builtDir === undefined ? undefined : builtEntry(this.builtDir, entry);

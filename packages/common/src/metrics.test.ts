@@ -105,6 +105,31 @@ describe('httpMetrics()', () => {
     expect(await requestsCounted(metrics, { method: 'POST', route: '/raw', status: '202' }, 1)).toBe(1);
   });
 
+  it('reports http_requests_total equal to the duration histogram\'s count for every label set, in scrapes made at once', async () => {
+    const { url } = await start();
+    await fetch(`${url}/users/1`, { headers: { authorization: 'ok' } });
+    await fetch(`${url}/users/2`, { headers: { authorization: 'ok' } });
+    await fetch(`${url}/users/3`);
+    await fetch(`${url}/nowhere`);
+    await fetch(`${url}/raw`, { method: 'POST' });
+    await fetch(`${url}/metrics`);
+
+    /** `name{labels} value` lines of one metric, keyed by their labels in a fixed order. */
+    const series = (text: string, name: string) => {
+      const found = new Map<string, number>();
+      for (const [, labels = '', value] of text.matchAll(new RegExp(`^${name}\\{([^}]*)\\} (\\S+)$`, 'gm'))) {
+        found.set(labels.split(',').sort().join(','), Number(value));
+      }
+      return found;
+    };
+    const scrapes = await Promise.all([1, 2, 3].map(async () => (await fetch(`${url}/metrics`)).text()));
+    for (const text of scrapes) {
+      const counted = series(text, 'http_requests_total');
+      expect(counted.size).toBeGreaterThanOrEqual(5);
+      expect(counted).toEqual(series(text, 'http_request_duration_seconds_count'));
+    }
+  });
+
   it('keeps each app its own counts: two apps in one process share no registry', async () => {
     const first = await start();
     const second = await start();

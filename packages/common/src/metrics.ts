@@ -78,9 +78,10 @@ function defaultRouteOf(ctx: Context): string | undefined {
 
 /**
  * Counts and times every request by method, route pattern and status:
- * `http_requests_total` and `http_request_duration_seconds`. Measured when the response has
- * been sent, like the access log, so it covers error responses (written by `errorHandler()`
- * further out) and proxied ones (written outside Koa).
+ * `http_request_duration_seconds`, and `http_requests_total` (the histogram's `_count` under
+ * another name, copied when scraped). Measured when the response has been sent, like the
+ * access log, so it covers error responses (written by `errorHandler()` further out) and
+ * proxied ones (written outside Koa).
  *
  * @remarks Labels stay low-cardinality: the route is a pattern or `unmatched`, never a raw path
  * (which would carry ids and whatever a scanner tries); methods outside the usual seven are
