@@ -289,7 +289,8 @@ async function main(argv: string[]): Promise<number> {
       gateway: { WORKERS: String(options.workers) },
       content: { WORKERS: String(options.workers) },
     }), startBaseline(processes)]);
-    const [floor, koa] = await Promise.all([startProxyFloor(processes, stack.content.url), startKoaFloor(processes, builtDir === undefined ? undefined : imageProcessEnv())]);
+    const imageEnv = builtDir === undefined ? undefined : imageProcessEnv();
+    const [floor, koa] = await Promise.all([startProxyFloor(processes, stack.content.url), startKoaFloor(processes, imageEnv)]);
     const started: Started = {
       processes: { baseline, floor, koa, ...stack },
       urls: { baseline: baseline.url, floor: floor.url, koa: koa.url, content: stack.content.url, gateway: stack.gateway.url, auth: stack.auth.url },
@@ -326,8 +327,8 @@ async function main(argv: string[]): Promise<number> {
         refreshUsers: refreshUsersFor(options),
         smoke: options.smoke,
         runtime: builtDir ? 'built' : 'tsx',
-        nodeOptions: builtDir ? imageProcessEnv().NODE_OPTIONS : undefined,
-        mallocArenaMax: builtDir ? imageProcessEnv().MALLOC_ARENA_MAX : undefined,
+        nodeOptions: imageEnv?.NODE_OPTIONS,
+        mallocArenaMax: imageEnv?.MALLOC_ARENA_MAX,
         nodeFlags: builtDir ? Object.fromEntries(Object.keys(SERVICES).map((service) => [service, composeNodeFlags(service)])) : undefined,
         workers: options.workers,
         workloads: workloads.map((workload) => workload.name),
