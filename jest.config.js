@@ -32,6 +32,8 @@ module.exports = {
       : []),
     project('content', 'services/content'),
     project('gateway', 'gateway'),
+    // The benchmark's and the soak's own logic (the runs themselves are in e2e's smoke tests).
+    project('scripts', 'scripts'),
     project('e2e', 'test/e2e', { testTimeout: 90000 }),
   ],
 };

@@ -3,7 +3,7 @@
  * its users, runs the fixed workloads with autocannon (`--runs` times, medians reported), and
  * writes docs/benchmarks/latest.{json,md,svg}. See `pnpm bench --help`.
  */
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -19,6 +19,7 @@ import {
   type BenchReport,
   type RunRecord,
 } from './report';
+import { profileWorkloads } from './profile';
 import { runWorkload, type LoadSettings, type RunTargets, type WorkloadRun } from './runner';
 import { SERVICES, buildServices } from '../build';
 import { composeNodeFlags } from '../image';
@@ -57,6 +58,11 @@ Options:
                       processes sharing the port; default 1)
   --source            run the services from TypeScript through tsx, as pnpm start does,
                       instead of building them
+  --profile           run every process with V8's sampling profiler (node --cpu-prof):
+                      the report then says where each serving process spent its CPU in
+                      each workload (own code, packages, Node.js, native, GC), and the
+                      profiles are kept in DIR/profiles/<process>/ for Chrome DevTools;
+                      profiling costs CPU, so compare its figures only with each other
   --smoke             a quick check: 1 run, 1 s per workload after 0.5 s of warm-up,
                       10 connections, reports to a temporary directory; exits 1 when any
                       workload had errors or non-2xx answers
@@ -86,6 +92,8 @@ interface BenchOptions {
   bcryptCompares: number;
   /** `WORKERS` of the gateway and the content service. */
   workers: number;
+  /** Run the processes under V8's sampling profiler and summarize the profiles. */
+  profile: boolean;
   help: boolean;
 }
 
@@ -117,6 +125,7 @@ function parseOptions(argv: string[]): BenchOptions {
         workers: { type: 'string' },
         smoke: { type: 'boolean', default: false },
         source: { type: 'boolean', default: false },
+        profile: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }));
@@ -140,6 +149,7 @@ function parseOptions(argv: string[]): BenchOptions {
     source: values.source,
     bcryptCompares: smoke ? 3 : 20,
     workers: numberOption(values.workers, 'workers', 1, { integer: true, min: 1, max: 64 }),
+    profile: values.profile,
     help: values.help,
   };
 }
@@ -275,7 +285,10 @@ async function main(argv: string[]): Promise<number> {
     builtDir = path.join(ROOT, 'dist');
     await buildServices(builtDir);
   }
-  const processes = new ProcessSet(builtDir);
+  // Profiles of an earlier run in the same place would be summarized with this one's.
+  const profileDir = options.profile ? path.join(outDir, 'profiles') : undefined;
+  if (profileDir) await rm(profileDir, { recursive: true, force: true });
+  const processes = new ProcessSet(builtDir, { profileDir });
   const run = superviseRun('benchmark', processes, say);
 
   try {
@@ -309,7 +322,18 @@ async function main(argv: string[]): Promise<number> {
       memory[name] = { peakRssMb: Math.max(0, ...peaks), vmHwmMb: hwmMbOf(processTree(started.processes[name].pid)) };
       errorsLogged[name] = started.processes[name].errorLines();
     }
+    // Stopped, each process has written its profiles.
     await run.stopEverything();
+    const profiles = profileDir
+      ? await profileWorkloads(
+          profileDir,
+          workloads.map(({ name, servedBy }) => ({
+            name,
+            servedBy,
+            windows: runs.flatMap((record) => record.workloads.filter((result) => result.name === name).map((result) => result.measuredWindow)),
+          })),
+        )
+      : undefined;
 
     const report: BenchReport = {
       version: 1,
@@ -331,6 +355,7 @@ async function main(argv: string[]): Promise<number> {
         mallocArenaMax: imageEnv?.MALLOC_ARENA_MAX,
         nodeFlags: builtDir ? Object.fromEntries(Object.keys(SERVICES).map((service) => [service, composeNodeFlags(service)])) : undefined,
         workers: options.workers,
+        profiled: options.profile,
         workloads: workloads.map((workload) => workload.name),
       },
       workloads: summarizeWorkloads(runs, workloads),
@@ -338,6 +363,7 @@ async function main(argv: string[]): Promise<number> {
       authHealth: summarizeAuthHealth(runs),
       memory,
       errorsLogged,
+      ...(profiles ? { profiles } : {}),
       runs,
     };
     const files = await writeReport(outDir, report);

@@ -6,6 +6,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { median, type BcryptMeasurement } from './measure';
+import { CATEGORIES, CATEGORY_TITLES, type ProfileSummary } from './profile';
 import type { ProbeResult, WorkloadRun } from './runner';
 import { PROCESS_NAMES, type ProcessName, type WorkloadName } from './workloads';
 
@@ -79,6 +80,8 @@ export interface BenchReport {
     nodeFlags?: Record<string, string[]>;
     /** `WORKERS` of the gateway and the content service (absent in reports before the option). */
     workers?: number;
+    /** Whether the processes ran under V8's sampling profiler (`--profile`). */
+    profiled?: boolean;
     workloads: WorkloadName[];
   };
   workloads: WorkloadSummary[];
@@ -100,6 +103,8 @@ export interface BenchReport {
   memory: Partial<Record<ProcessName, { peakRssMb: number; vmHwmMb: number }>>;
   /** Log lines at level error or above, per service, over the whole benchmark. */
   errorsLogged: Partial<Record<ProcessName, number>>;
+  /** With `--profile`: where each serving process spent its CPU in each workload's measured windows. */
+  profiles?: ProfileSummary[];
   runs: RunRecord[];
 }
 
@@ -237,6 +242,47 @@ function cpuPerRequest(value: number): string {
   return Number.isFinite(value) ? value.toPrecision(3) : '–';
 }
 
+function percent(share: number): string {
+  return `${Math.round(share * 100)} %`;
+}
+
+/** `own code 12 %, packages 25 %, …` for one profiled process. */
+function categoryText(summary: ProfileSummary): string {
+  return CATEGORIES.map((category) => `${CATEGORY_TITLES[category]} ${percent(summary.categories[category])}`).join(', ');
+}
+
+function sharesText(shares: ProfileSummary['packages']): string {
+  return shares.length > 0 ? shares.map((share) => `${share.name} ${percent(share.share)}`).join(', ') : '–';
+}
+
+/** With `--profile`: a section on where each serving process spent its CPU. */
+function profileSection(profiles: readonly ProfileSummary[]): string[] {
+  const columns = CATEGORIES.map((category) => CATEGORY_TITLES[category]);
+  return [
+    '## Where the CPU goes',
+    '',
+    "Self time sampled by V8's profiler (`pnpm bench --profile`, `node --cpu-prof`) in the measured windows of all runs, as shares of",
+    "each serving process's busy time: **own code** is the process's own JavaScript (Gatehouse's bundle; the script of the baseline or",
+    "a floor), **packages** third-party packages, **Node.js** node's own JavaScript (HTTP, streams, events, timers), **native** V8's",
+    "builtins and Node's C++ bindings called from JavaScript (the socket writes among them), **GC** the garbage collector and",
+    "**(program)** work outside any JavaScript function. The profiles are in `profiles/<process>/` for Chrome DevTools. Profiling costs",
+    'CPU: the throughput of a profiled run compares only with figures of the same run.',
+    '',
+    `| workload | process | busy ms | ${columns.join(' | ')} | top packages |`,
+    `|---|---|${columns.map(() => '---:').join('|')}|---:|---|`,
+    ...profiles.map(
+      (summary) =>
+        `| ${summary.workload} | ${summary.process} | ${fixed(summary.busyMs, 0)} | ` +
+        `${CATEGORIES.map((category) => percent(summary.categories[category])).join(' | ')} | ${sharesText(summary.packages)} |`,
+    ),
+    '',
+    'Functions with the most self time:',
+    '',
+    ...profiles.map((summary) => `- ${summary.workload} at ${summary.process}: ${sharesText(summary.functions)}`),
+    '',
+  ];
+}
+
 const TABLE_HEADER = ['workload', 'req/s', '× baseline', 'p50 ms', 'p99 ms', 'non-2xx', 'errors', 'CPU ms/req'];
 
 function tableRows(report: BenchReport): string[][] {
@@ -301,7 +347,8 @@ export function renderText(report: BenchReport): string {
   const memory = Object.entries(report.memory)
     .map(([name, figures]) => `${name} ${fixed(figures.peakRssMb, 0)} MiB`)
     .join(', ');
-  return [line(TABLE_HEADER), ...rows.slice(1).map(line), '', ...summaryLines(report), `Peak RSS: ${memory}.`, ''].join('\n');
+  const profiles = (report.profiles ?? []).map((summary) => `Profile of ${summary.workload} at ${summary.process}: ${categoryText(summary)}.`);
+  return [line(TABLE_HEADER), ...rows.slice(1).map(line), '', ...summaryLines(report), `Peak RSS: ${memory}.`, ...profiles, ''].join('\n');
 }
 
 function describeSettings(report: BenchReport): string {
@@ -311,7 +358,8 @@ function describeSettings(report: BenchReport): string {
     `${report.date} · ${machine.cores} × ${machine.cpuModel} · Node ${machine.node} · ${report.database.description} · ` +
     `${runs} of ${settings.durationSec} s per workload after ${settings.warmupSec} s of warm-up, ${settings.connections} connections, pipelining 1 · ` +
     `load average ${machine.loadAverageAtStart[0] ?? '?'} at the start, ${report.elapsedSec} s in all` +
-    (settings.smoke ? ' · smoke run (figures not meaningful)' : '')
+    (settings.smoke ? ' · smoke run (figures not meaningful)' : '') +
+    (settings.profiled ? ' · profiled (`--profile`): every process ran under the sampling profiler' : '')
   );
 }
 
@@ -351,6 +399,7 @@ export function renderMarkdown(report: BenchReport, svgFile: string): string {
     '|---|---:|---:|',
     ...memoryRows,
     '',
+    ...(report.profiles ? profileSection(report.profiles) : []),
     ...(failures.length > 0 ? ['## Problems', '', ...failures.map((failure) => `- ${failure}`), ''] : []),
     ...(errorsLogged.length > 0
       ? ['## Errors logged', '', ...errorsLogged.map(([name, count]) => `- ${name}: ${count} log lines at level error or above`), '']

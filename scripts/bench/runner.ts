@@ -4,6 +4,7 @@
  */
 import autocannon from 'autocannon';
 import { processTree, startWindow, waitUntilIdle, type MeasuredProcess } from './measure';
+import type { TimeWindow } from './profile';
 import type { ProcessName, Workload, WorkloadName } from './workloads';
 
 /** How hard and how long each workload runs. */
@@ -48,6 +49,8 @@ export interface WorkloadRun {
   peakRssMb: Partial<Record<ProcessName, number>>;
   /** How long the processes took to become idle before the measured window (work left from the warm-up). */
   settleMs: number;
+  /** The measured window on the monotonic clock (`process.hrtime`, µs), which CPU profiles use too. */
+  measuredWindow: TimeWindow;
   /** `GET /healthz` at auth at a low rate: before the workload, and while it runs. */
   authHealth?: { atRest: ProbeResult; duringLoad: ProbeResult };
 }
@@ -60,6 +63,10 @@ export interface RunTargets {
 
 /** Requests per second of the health probe. */
 const PROBE_RATE = 20;
+
+function nowUs(): number {
+  return Number(process.hrtime.bigint() / 1000n);
+}
 
 /** Runs autocannon until done, or until `signal` aborts (then with what it has so far). */
 export function runAutocannon(options: autocannon.Options, signal: AbortSignal): Promise<autocannon.Result> {
@@ -123,12 +130,14 @@ export async function runWorkload(
     : undefined;
 
   const window = startWindow(targets.processes);
+  const startUs = nowUs();
   const clientCpuStart = process.cpuUsage();
   const [result, duringLoad] = await Promise.all([
     runAutocannon(load(settings.durationSec), signal),
     workload.probesAuthHealth ? probe(targets.authHealthUrl, settings.durationSec, signal) : undefined,
   ]);
   const clientCpu = process.cpuUsage(clientCpuStart);
+  const endUs = nowUs();
   const measured = window.stop();
 
   const requests = result.requests.total;
@@ -155,6 +164,7 @@ export async function runWorkload(
     clientCpuMsPerRequest: perRequest((clientCpu.user + clientCpu.system) / 1000),
     peakRssMb,
     settleMs,
+    measuredWindow: { startUs, endUs },
     ...(atRest && duringLoad ? { authHealth: { atRest: probeResultOf(atRest), duringLoad: probeResultOf(duringLoad) } } : {}),
   };
 }

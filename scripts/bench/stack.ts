@@ -85,6 +85,14 @@ interface Spawned extends BenchProcess {
 
 const TAIL_LINES = 40;
 
+/**
+ * The sampling profiler's interval, µs. Finer sampling costs even a process at rest CPU: at
+ * node's default of 1 ms, a Koa app that had served some load used about 6 % of a core while
+ * idle (1.3 % at 10 ms), and a handful of such processes never look idle enough for the
+ * benchmark to start the next workload (`waitUntilIdle`).
+ */
+const PROFILE_INTERVAL_US = 10_000;
+
 /** The processes one benchmark started, so that it can stop them all, whatever happens. */
 export class ProcessSet {
   private readonly running = new Set<Spawned>();
@@ -95,7 +103,16 @@ export class ProcessSet {
    * scripts/build.ts's list then runs from its bundle there, with node alone. Without it, every
    * .ts entry runs with tsx.
    */
-  constructor(private readonly builtDir?: string) {}
+  constructor(
+    private readonly builtDir?: string,
+    private readonly options: {
+      /**
+       * Run every process with V8's sampling profiler (`node --cpu-prof`): each writes its
+       * profiles (one per thread and process) to `profileDir/<name>/` when it exits.
+       */
+      profileDir?: string;
+    } = {},
+  ) {}
 
   /**
    * The node arguments that run `entry` (a file of the repository), and the variables of its
@@ -112,6 +129,10 @@ export class ProcessSet {
   /** Runs `entry` as a process named `name`, listening on `port`. */
   launch(name: string, entry: string, port: number, env: NodeJS.ProcessEnv): BenchProcess {
     const { args, imageEnv } = this.commandFor(entry);
+    const { profileDir } = this.options;
+    if (profileDir !== undefined) {
+      args.unshift('--cpu-prof', `--cpu-prof-interval=${PROFILE_INTERVAL_US}`, `--cpu-prof-dir=${path.join(profileDir, name)}`);
+    }
     // A process group of its own (detached): the benchmark decides when the services stop, also
     // on Ctrl-C, and can kill a service together with any workers it forked.
     const child = spawn(process.execPath, args, {

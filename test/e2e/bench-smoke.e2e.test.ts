@@ -36,10 +36,10 @@ describe('pnpm bench --smoke', () => {
     await rm(outDir, { recursive: true, force: true });
   });
 
-  it('runs every workload against the whole stack and writes the JSON, Markdown and SVG reports', async () => {
+  it('runs every workload against the whole stack, profiled, and writes the JSON, Markdown and SVG reports', async () => {
     // On the test PostgreSQL server when there is one (the benchmark makes a database of its
     // own there and drops it), else on the embedded database.
-    const bench = runBench(['--smoke', '--out', outDir], { DATABASE_URL: process.env.TEST_DATABASE_URL ?? '' });
+    const bench = runBench(['--smoke', '--profile', '--out', outDir], { DATABASE_URL: process.env.TEST_DATABASE_URL ?? '' });
     const timer = setTimeout(() => bench.interrupt(), 170_000);
     const { code, output } = await bench.done;
     clearTimeout(timer);
@@ -69,7 +69,17 @@ describe('pnpm bench --smoke', () => {
     // Both floors were measured: the bare proxy in front of content, and the bare Koa app.
     expect(report.memory.floor?.peakRssMb).toBeGreaterThan(0);
     expect(report.memory.koa?.peakRssMb).toBeGreaterThan(0);
+    // Each serving process's profile over each workload's window: the content service's own
+    // code is in the one of content-mod, and the gateway and content are both profiled for gateway-mod.
+    expect(report.settings.profiled).toBe(true);
+    const profiles = report.profiles ?? [];
+    const contentMod = profiles.find((profile) => profile.workload === 'content-mod' && profile.process === 'content');
+    expect(contentMod?.busyMs).toBeGreaterThan(0);
+    expect(contentMod?.categories.own).toBeGreaterThan(0);
+    expect(Object.values(contentMod?.categories ?? {}).reduce((sum, share) => sum + share, 0)).toBeCloseTo(1);
+    expect(profiles.filter((profile) => profile.workload === 'gateway-mod').map((profile) => profile.process)).toEqual(['gateway', 'content']);
     const markdown = await readFile(path.join(outDir, 'latest.md'), 'utf8');
+    expect(markdown).toContain('## Where the CPU goes');
     expect(markdown).toContain('Content against the Koa floor, GET /api/test/mod:');
     expect(markdown).toContain('Gateway against the proxy floor, GET /api/test/mod:');
     expect(await readFile(path.join(outDir, 'latest.svg'), 'utf8')).toMatch(/^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
