@@ -59,7 +59,7 @@ Options:
   --source            run the services from TypeScript through tsx, as pnpm start does,
                       instead of building them
   --profile           run every process with V8's sampling profiler (node --cpu-prof):
-                      the report then says where each serving process spent its CPU in
+                      the report then says where each serving process spent its time in
                       each workload (own code, packages, Node.js, native, GC), and the
                       profiles are kept in DIR/profiles/<process>/ for Chrome DevTools;
                       profiling costs CPU, so compare its figures only with each other
@@ -324,7 +324,7 @@ async function main(argv: string[]): Promise<number> {
     }
     // Stopped, each process has written its profiles.
     await run.stopEverything();
-    const profiles = profileDir
+    const profiled = profileDir
       ? await profileWorkloads(
           profileDir,
           workloads.map(({ name, servedBy }) => ({
@@ -363,7 +363,7 @@ async function main(argv: string[]): Promise<number> {
       authHealth: summarizeAuthHealth(runs),
       memory,
       errorsLogged,
-      ...(profiles ? { profiles } : {}),
+      ...(profiled ? { profiles: profiled.summaries, profileProblems: profiled.problems } : {}),
       runs,
     };
     const files = await writeReport(outDir, report);

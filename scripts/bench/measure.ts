@@ -137,6 +137,20 @@ export function startWindow(processes: readonly MeasuredProcess[], sampleMs = 25
   };
 }
 
+/** A measured window on the machine's monotonic clock, µs. */
+export interface TimeWindow {
+  startUs: number;
+  endUs: number;
+}
+
+/**
+ * Now on the monotonic clock, µs: the clock of `process.hrtime` in every process of the
+ * machine, and of the timestamps in V8's CPU profiles.
+ */
+export function nowUs(): number {
+  return Number(process.hrtime.bigint() / 1000n);
+}
+
 /**
  * Resolves once the processes `pids` together use less than `maxCores` of CPU over two
  * consecutive `sliceMs` slices, or after `timeoutMs`; with the milliseconds it waited.

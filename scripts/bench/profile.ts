@@ -1,27 +1,33 @@
 /**
- * `pnpm bench --profile`: where each serving process spends its CPU during a workload. Every
+ * `pnpm bench --profile`: where each serving process spends its time during a workload. Every
  * process the benchmark starts runs with V8's sampling profiler (`node --cpu-prof`) and writes
- * its profile when it exits; the samples are then attributed to the workloads by time, since a
- * profile's timestamps and `process.hrtime` read the same monotonic clock (microseconds).
+ * its profiles (one per thread) when it exits; the samples are then attributed to the
+ * workloads by time, since a profile's timestamps and `process.hrtime` read the same monotonic
+ * clock.
  *
  * Self time is grouped by where the code comes from, so a profile answers "is it our code?":
  * the process's own JavaScript (Gatehouse's bundle, or a floor's script), third-party packages
- * (Koa, http-proxy, prom-client…), Node.js's own JavaScript (HTTP, streams, events), native
- * code called from JavaScript (V8 builtins and Node's C++ bindings: the socket writes are
- * there), the garbage collector, and V8's "(program)" (work outside any JavaScript function).
+ * (Koa, http-proxy, prom-client…), Node.js's own JavaScript (HTTP, streams, events), code
+ * without a script (V8's builtins and Node's C++ bindings: the socket writes are there), the
+ * garbage collector, and V8's "(program)" (work outside any JavaScript function).
+ *
+ * @remarks The profiler samples by the clock, not by CPU: a sample's time is the interval to
+ * the next one, which includes any time the thread waited for a core. So the figures are
+ * shares of sampled time, not CPU time; the benchmark's CPU figures come from `/proc`.
  */
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { TimeWindow } from './measure';
 import type { ProcessName, WorkloadName } from './workloads';
 
 /** The parts of a `.cpuprofile` (Chrome DevTools' format) read here. */
 export interface CpuProfile {
   nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
-  /** Microseconds, on the clock of `process.hrtime`. */
+  /** µs, on the clock of `process.hrtime`. */
   startTime: number;
   /** The node id of each sample, in order. */
   samples: number[];
-  /** Microseconds since the previous sample (the first: since `startTime`). */
+  /** µs from the previous sample (the first: from `startTime`) to this one. */
   timeDeltas: number[];
 }
 
@@ -38,36 +44,32 @@ export const CATEGORY_TITLES: Record<Category, string> = {
   program: '(program)',
 };
 
-/** A name and its share of a process's busy time (0–1). */
-export interface CpuShare {
+/** A name and its share of a process's sampled time (0–1). */
+export interface TimeShare {
   name: string;
   share: number;
 }
 
-/** One process's CPU profile over one workload's measured windows (all runs together). */
+/** One process's profiles over one workload's measured windows (all runs together). */
 export interface ProfileSummary {
   workload: WorkloadName;
   process: ProcessName;
-  /** Sampled time not idle, ms: over every thread the process profiled. */
-  busyMs: number;
-  /** Sampled idle time of those threads, ms. */
-  idleMs: number;
-  /** Shares of `busyMs`; they add up to 1. */
+  /** Profiles read: one per thread (and per process, with `WORKERS`). */
+  threads: number;
+  /** Samples not idle, over all those threads. */
+  samples: number;
+  /** Time of those samples, ms, summed over the threads. */
+  sampledMs: number;
+  /** Shares of `sampledMs`; they add up to 1 (all 0 without samples). */
   categories: Record<Category, number>;
-  /** The third-party packages taking the most self time. */
-  packages: CpuShare[];
-  /** The functions taking the most self time. */
-  functions: CpuShare[];
+  /** The third-party packages with the most self time. */
+  packages: TimeShare[];
+  /** The functions with the most self time. */
+  functions: TimeShare[];
 }
 
-/** A measured window on the monotonic clock, µs. */
-export interface TimeWindow {
-  startUs: number;
-  endUs: number;
-}
-
-const TOP_PACKAGES = 6;
-const TOP_FUNCTIONS = 8;
+const TOP_PACKAGES = 5;
+const TOP_FUNCTIONS = 6;
 
 /** `…/node_modules/.pnpm/koa@2/node_modules/koa/lib/x.js` → `koa`; `@koa/router` for a scoped one. */
 function packageOf(url: string): string | undefined {
@@ -77,10 +79,18 @@ function packageOf(url: string): string | undefined {
   return (parts[0]?.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0]) || undefined;
 }
 
+/**
+ * Frames of a thread that waits for work rather than doing it: the event loop's idle time, and
+ * a worker thread of piscina (auth's password threads) blocked in `Atomics.wait` for a task.
+ */
+function isWaiting(frame: CpuProfile['nodes'][number]['callFrame']): boolean {
+  return frame.functionName === '(idle)' || (frame.functionName === 'atomicsWaitLoop' && packageOf(frame.url) === 'piscina');
+}
+
 /** Where a frame's code comes from, and a short name for the function. */
 export function classifyFrame(frame: CpuProfile['nodes'][number]['callFrame']): { category: Category | 'idle'; pkg?: string; label: string } {
   const name = frame.functionName || '(anonymous)';
-  if (name === '(idle)') return { category: 'idle', label: name };
+  if (isWaiting(frame)) return { category: 'idle', label: name };
   if (name === '(garbage collector)') return { category: 'gc', label: name };
   if (name === '(program)' || name === '(root)') return { category: 'program', label: '(program)' };
   if (frame.url === '') return { category: 'native', label: `${name} (native)` };
@@ -91,17 +101,17 @@ export function classifyFrame(frame: CpuProfile['nodes'][number]['callFrame']): 
   return { category: 'own', label: `${name} (${path.basename(frame.url.replace(/^file:\/\//, ''))}:${line})` };
 }
 
-function topShares(times: Map<string, number>, busyUs: number, count: number): CpuShare[] {
+function topShares(times: Map<string, number>, totalUs: number, count: number): TimeShare[] {
   return [...times]
     .sort((a, b) => b[1] - a[1])
     .slice(0, count)
-    .map(([name, us]) => ({ name, share: busyUs > 0 ? us / busyUs : 0 }));
+    .map(([name, us]) => ({ name, share: totalUs > 0 ? us / totalUs : 0 }));
 }
 
 /**
- * Self time of the samples of `profiles` (the threads of one process) that fall in `windows`,
- * grouped by category, package and function. Each sample counts the time since the sample
- * before it.
+ * Self time of the samples of `profiles` (the threads of one process) taken in `windows`,
+ * grouped by category, package and function. A sample stands for the time to the next one
+ * (as in Chrome DevTools; the last one, for the time since the one before).
  */
 export function summarizeProfiles(
   profiles: readonly CpuProfile[],
@@ -110,68 +120,89 @@ export function summarizeProfiles(
   const byCategory = new Map<Category, number>();
   const byPackage = new Map<string, number>();
   const byFunction = new Map<string, number>();
-  let busyUs = 0;
-  let idleUs = 0;
+  let samples = 0;
+  let sampledUs = 0;
   for (const profile of profiles) {
     const frames = new Map(profile.nodes.map((node) => [node.id, classifyFrame(node.callFrame)]));
     let at = profile.startTime;
     profile.samples.forEach((id, index) => {
-      const delta = profile.timeDeltas[index] ?? 0;
-      at += delta;
+      at += profile.timeDeltas[index] ?? 0;
       const frame = frames.get(id);
-      if (!frame || !windows.some((window) => at > window.startUs && at <= window.endUs)) return;
-      if (frame.category === 'idle') {
-        idleUs += delta;
-        return;
-      }
-      busyUs += delta;
-      byCategory.set(frame.category, (byCategory.get(frame.category) ?? 0) + delta);
-      if (frame.pkg) byPackage.set(frame.pkg, (byPackage.get(frame.pkg) ?? 0) + delta);
-      byFunction.set(frame.label, (byFunction.get(frame.label) ?? 0) + delta);
+      if (!frame || frame.category === 'idle' || !windows.some((window) => at >= window.startUs && at < window.endUs)) return;
+      const us = profile.timeDeltas[index + 1] ?? profile.timeDeltas[index] ?? 0;
+      samples += 1;
+      sampledUs += us;
+      byCategory.set(frame.category, (byCategory.get(frame.category) ?? 0) + us);
+      if (frame.pkg) byPackage.set(frame.pkg, (byPackage.get(frame.pkg) ?? 0) + us);
+      byFunction.set(frame.label, (byFunction.get(frame.label) ?? 0) + us);
     });
   }
-  const categories = Object.fromEntries(CATEGORIES.map((category) => [category, busyUs > 0 ? (byCategory.get(category) ?? 0) / busyUs : 0]));
+  const categories = Object.fromEntries(CATEGORIES.map((category) => [category, sampledUs > 0 ? (byCategory.get(category) ?? 0) / sampledUs : 0]));
   return {
-    busyMs: busyUs / 1000,
-    idleMs: idleUs / 1000,
+    threads: profiles.length,
+    samples,
+    sampledMs: sampledUs / 1000,
     categories: categories as Record<Category, number>,
-    packages: topShares(byPackage, busyUs, TOP_PACKAGES),
-    functions: topShares(byFunction, busyUs, TOP_FUNCTIONS),
+    packages: topShares(byPackage, sampledUs, TOP_PACKAGES),
+    functions: topShares(byFunction, sampledUs, TOP_FUNCTIONS),
   };
 }
 
-/** Every `.cpuprofile` in `dir` (one per thread and process that ran there); none when it does not exist. */
-export async function readProfiles(dir: string): Promise<CpuProfile[]> {
-  const files = await readdir(dir).catch(() => [] as string[]);
-  return Promise.all(
-    files
-      .filter((file) => file.endsWith('.cpuprofile'))
-      .sort()
-      .map(async (file) => JSON.parse(await readFile(path.join(dir, file), 'utf8')) as CpuProfile),
+function isCpuProfile(value: unknown): value is CpuProfile {
+  if (typeof value !== 'object' || value === null) return false;
+  const { nodes, startTime, samples, timeDeltas } = value as Record<string, unknown>;
+  return (
+    Array.isArray(nodes) && typeof startTime === 'number' && Array.isArray(samples) && Array.isArray(timeDeltas) && samples.length === timeDeltas.length
   );
 }
 
 /**
+ * The `.cpuprofile` files in `dir` (one per thread and process that ran there), and how many
+ * could not be read (a process killed while writing leaves a truncated one).
+ */
+export async function readProfiles(dir: string): Promise<{ profiles: CpuProfile[]; unreadable: number }> {
+  const files = (await readdir(dir).catch(() => [] as string[])).filter((file) => file.endsWith('.cpuprofile')).sort();
+  const parsed = await Promise.all(
+    files.map(async (file) => {
+      try {
+        const profile: unknown = JSON.parse(await readFile(path.join(dir, file), 'utf8'));
+        return isCpuProfile(profile) ? profile : undefined;
+      } catch {
+        return undefined;
+      }
+    }),
+  );
+  const profiles = parsed.filter((profile) => profile !== undefined);
+  return { profiles, unreadable: files.length - profiles.length };
+}
+
+/**
  * The profile of every process serving each workload, over that workload's measured windows,
- * from the profiles the processes wrote under `dir/<process>/`.
+ * from the profiles the processes wrote under `dir/<process>/`; and what is missing: processes
+ * that left no profile, and files that could not be read.
  */
 export async function profileWorkloads(
   dir: string,
   workloads: readonly { name: WorkloadName; servedBy: readonly ProcessName[]; windows: readonly TimeWindow[] }[],
-): Promise<ProfileSummary[]> {
-  const cache = new Map<ProcessName, Promise<CpuProfile[]>>();
+): Promise<{ summaries: ProfileSummary[]; problems: string[] }> {
+  const read = new Map<ProcessName, Promise<{ profiles: CpuProfile[]; unreadable: number }>>();
   const profilesOf = (name: ProcessName) => {
-    let profiles = cache.get(name);
-    if (!profiles) cache.set(name, (profiles = readProfiles(path.join(dir, name))));
-    return profiles;
+    let result = read.get(name);
+    if (!result) read.set(name, (result = readProfiles(path.join(dir, name))));
+    return result;
   };
   const summaries: ProfileSummary[] = [];
   for (const workload of workloads) {
     for (const name of workload.servedBy) {
-      const profiles = await profilesOf(name);
-      if (profiles.length === 0) continue;
-      summaries.push({ workload: workload.name, process: name, ...summarizeProfiles(profiles, workload.windows) });
+      const { profiles } = await profilesOf(name);
+      if (profiles.length > 0) summaries.push({ workload: workload.name, process: name, ...summarizeProfiles(profiles, workload.windows) });
     }
   }
-  return summaries;
+  const problems: string[] = [];
+  for (const [name, result] of read) {
+    const { profiles, unreadable } = await result;
+    if (profiles.length === 0) problems.push(`${name} left no readable profile in ${path.join(dir, name)}`);
+    else if (unreadable > 0) problems.push(`${name}: ${unreadable} of its profiles could not be read`);
+  }
+  return { summaries, problems };
 }

@@ -6,7 +6,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { median, type BcryptMeasurement } from './measure';
-import { CATEGORIES, CATEGORY_TITLES, type ProfileSummary } from './profile';
+import { CATEGORIES, CATEGORY_TITLES, type ProfileSummary, type TimeShare } from './profile';
 import type { ProbeResult, WorkloadRun } from './runner';
 import { PROCESS_NAMES, type ProcessName, type WorkloadName } from './workloads';
 
@@ -103,8 +103,10 @@ export interface BenchReport {
   memory: Partial<Record<ProcessName, { peakRssMb: number; vmHwmMb: number }>>;
   /** Log lines at level error or above, per service, over the whole benchmark. */
   errorsLogged: Partial<Record<ProcessName, number>>;
-  /** With `--profile`: where each serving process spent its CPU in each workload's measured windows. */
+  /** With `--profile`: where each serving process spent its time in each workload's measured windows. */
   profiles?: ProfileSummary[];
+  /** With `--profile`: processes whose profiles are missing or could not be read. */
+  profileProblems?: string[];
   runs: RunRecord[];
 }
 
@@ -246,40 +248,54 @@ function percent(share: number): string {
   return `${Math.round(share * 100)} %`;
 }
 
+/**
+ * Below this many samples (0.5 s at the profiler's 10 ms), a profile's shares are left out:
+ * a handful of samples says little.
+ */
+const MIN_PROFILE_SAMPLES = 50;
+
 /** `own code 12 %, packages 25 %, …` for one profiled process. */
 function categoryText(summary: ProfileSummary): string {
+  if (summary.samples < MIN_PROFILE_SAMPLES) return `${summary.samples} samples, too few to tell`;
   return CATEGORIES.map((category) => `${CATEGORY_TITLES[category]} ${percent(summary.categories[category])}`).join(', ');
 }
 
-function sharesText(shares: ProfileSummary['packages']): string {
+function sharesText(shares: readonly TimeShare[]): string {
   return shares.length > 0 ? shares.map((share) => `${share.name} ${percent(share.share)}`).join(', ') : '–';
 }
 
-/** With `--profile`: a section on where each serving process spent its CPU. */
-function profileSection(profiles: readonly ProfileSummary[]): string[] {
+/** With `--profile`: a section on where each serving process spent its time. */
+function profileSection(profiles: readonly ProfileSummary[], problems: readonly string[]): string[] {
   const columns = CATEGORIES.map((category) => CATEGORY_TITLES[category]);
+  const told = profiles.filter((summary) => summary.samples >= MIN_PROFILE_SAMPLES);
   return [
-    '## Where the CPU goes',
+    '## Where the time goes',
     '',
-    "Self time sampled by V8's profiler (`pnpm bench --profile`, `node --cpu-prof`) in the measured windows of all runs, as shares of",
-    "each serving process's busy time: **own code** is the process's own JavaScript (Gatehouse's bundle; the script of the baseline or",
-    "a floor), **packages** third-party packages, **Node.js** node's own JavaScript (HTTP, streams, events, timers), **native** V8's",
-    "builtins and Node's C++ bindings called from JavaScript (the socket writes among them), **GC** the garbage collector and",
-    "**(program)** work outside any JavaScript function. The profiles are in `profiles/<process>/` for Chrome DevTools. Profiling costs",
-    'CPU: the throughput of a profiled run compares only with figures of the same run.',
+    "Every process ran under V8's sampling profiler (`pnpm bench --profile`: `node --cpu-prof`, a sample every 10 ms). Each row is one",
+    "serving process in one workload: the samples taken in the workload's measured windows (all runs), and the share of their time",
+    "spent in each kind of code (self time: a function's own work, not what it calls):",
     '',
-    `| workload | process | busy ms | ${columns.join(' | ')} | top packages |`,
-    `|---|---|${columns.map(() => '---:').join('|')}|---:|---|`,
-    ...profiles.map(
-      (summary) =>
-        `| ${summary.workload} | ${summary.process} | ${fixed(summary.busyMs, 0)} | ` +
-        `${CATEGORIES.map((category) => percent(summary.categories[category])).join(' | ')} | ${sharesText(summary.packages)} |`,
-    ),
+    "- **own code**: the process's own JavaScript (Gatehouse's bundle; the script of the baseline or a floor);",
+    '- **packages**: third-party packages (Koa, @koa/router, http-proxy, prom-client, bcryptjs…);',
+    "- **Node.js**: node's own JavaScript (HTTP, streams, events, timers);",
+    "- **native**: code without a script: V8's builtins and Node's C++ bindings called from JavaScript (the socket writes are here);",
+    '- **GC**: the garbage collector; **(program)**: work outside any JavaScript function.',
     '',
-    'Functions with the most self time:',
+    'Samples measure time by the clock, not CPU: a thread waiting for a core counts too, and a process with threads (auth) adds',
+    "theirs up; idle time (the event loop's, and auth's password threads waiting for a task) is left out. Profiling costs CPU, so the",
+    `throughput of a profiled run compares only with figures of the same run. Rows with fewer than ${MIN_PROFILE_SAMPLES} samples give no shares.`,
+    'The profiles themselves are in `profiles/<process>/`, for Chrome DevTools.',
     '',
-    ...profiles.map((summary) => `- ${summary.workload} at ${summary.process}: ${sharesText(summary.functions)}`),
+    `| workload | process | samples | sampled ms | ${columns.join(' | ')} | top packages |`,
+    `|---|---|---:|---:|${columns.map(() => '---:').join('|')}|---|`,
+    ...profiles.map((summary) => {
+      const shares = summary.samples >= MIN_PROFILE_SAMPLES ? CATEGORIES.map((category) => percent(summary.categories[category])) : CATEGORIES.map(() => '–');
+      const packages = summary.samples >= MIN_PROFILE_SAMPLES ? sharesText(summary.packages) : '–';
+      return `| ${summary.workload} | ${summary.process} | ${summary.samples} | ${fixed(summary.sampledMs, 0)} | ${shares.join(' | ')} | ${packages} |`;
+    }),
     '',
+    ...(told.length > 0 ? ['Functions with the most self time:', '', ...told.map((summary) => `- ${summary.workload} at ${summary.process}: ${sharesText(summary.functions)}`), ''] : []),
+    ...(problems.length > 0 ? ['Missing:', '', ...problems.map((problem) => `- ${problem}`), ''] : []),
   ];
 }
 
@@ -347,7 +363,10 @@ export function renderText(report: BenchReport): string {
   const memory = Object.entries(report.memory)
     .map(([name, figures]) => `${name} ${fixed(figures.peakRssMb, 0)} MiB`)
     .join(', ');
-  const profiles = (report.profiles ?? []).map((summary) => `Profile of ${summary.workload} at ${summary.process}: ${categoryText(summary)}.`);
+  const profiles = [
+    ...(report.profiles ?? []).map((summary) => `Profile of ${summary.workload} at ${summary.process}: ${categoryText(summary)}.`),
+    ...(report.profileProblems ?? []).map((problem) => `Profile missing: ${problem}.`),
+  ];
   return [line(TABLE_HEADER), ...rows.slice(1).map(line), '', ...summaryLines(report), `Peak RSS: ${memory}.`, ...profiles, ''].join('\n');
 }
 
@@ -399,7 +418,7 @@ export function renderMarkdown(report: BenchReport, svgFile: string): string {
     '|---|---:|---:|',
     ...memoryRows,
     '',
-    ...(report.profiles ? profileSection(report.profiles) : []),
+    ...(report.profiles ? profileSection(report.profiles, report.profileProblems ?? []) : []),
     ...(failures.length > 0 ? ['## Problems', '', ...failures.map((failure) => `- ${failure}`), ''] : []),
     ...(errorsLogged.length > 0
       ? ['## Errors logged', '', ...errorsLogged.map(([name, count]) => `- ${name}: ${count} log lines at level error or above`), '']

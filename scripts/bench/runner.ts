@@ -3,8 +3,7 @@
  * with the CPU and memory of the processes measured over exactly that window.
  */
 import autocannon from 'autocannon';
-import { processTree, startWindow, waitUntilIdle, type MeasuredProcess } from './measure';
-import type { TimeWindow } from './profile';
+import { nowUs, processTree, startWindow, waitUntilIdle, type MeasuredProcess, type TimeWindow } from './measure';
 import type { ProcessName, Workload, WorkloadName } from './workloads';
 
 /** How hard and how long each workload runs. */
@@ -49,7 +48,7 @@ export interface WorkloadRun {
   peakRssMb: Partial<Record<ProcessName, number>>;
   /** How long the processes took to become idle before the measured window (work left from the warm-up). */
   settleMs: number;
-  /** The measured window on the monotonic clock (`process.hrtime`, µs), which CPU profiles use too. */
+  /** The measured window, on the clock of CPU profiles too. */
   measuredWindow: TimeWindow;
   /** `GET /healthz` at auth at a low rate: before the workload, and while it runs. */
   authHealth?: { atRest: ProbeResult; duringLoad: ProbeResult };
@@ -63,10 +62,6 @@ export interface RunTargets {
 
 /** Requests per second of the health probe. */
 const PROBE_RATE = 20;
-
-function nowUs(): number {
-  return Number(process.hrtime.bigint() / 1000n);
-}
 
 /** Runs autocannon until done, or until `signal` aborts (then with what it has so far). */
 export function runAutocannon(options: autocannon.Options, signal: AbortSignal): Promise<autocannon.Result> {

@@ -171,10 +171,15 @@ export class ProcessSet {
   }
 
   /**
-   * Stops every process started here: SIGTERM (each shuts down gracefully), SIGKILL to its
-   * process group after `graceMs`. Resolves when all have exited.
+   * Stops every process started here: SIGTERM (each shuts down gracefully; a cluster's primary
+   * passes it on to its workers), SIGKILL to its process group after `graceMs`, which is longer
+   * than a service's own shutdown deadline (`SHUTDOWN_TIMEOUT_MS`). Resolves when all have exited.
+   *
+   * @remarks SIGTERM goes to the process alone, not its group: a cluster worker that got it
+   * from the benchmark and then again from its primary would die of the second one, as
+   * Ctrl-C twice does, without finishing its shutdown (or writing its profile).
    */
-  async stopAll(graceMs = 10_000): Promise<void> {
+  async stopAll(graceMs = 15_000): Promise<void> {
     this.stopping = true;
     await Promise.all(
       [...this.running].map(
@@ -182,7 +187,7 @@ export class ProcessSet {
           new Promise<void>((resolve) => {
             if (proc.child.exitCode !== null || proc.child.signalCode !== null) return resolve();
             proc.child.once('exit', () => resolve());
-            killGroup(proc.pid, 'SIGTERM');
+            sendSignal(proc.pid, 'SIGTERM');
             setTimeout(() => killGroup(proc.pid, 'SIGKILL'), graceMs).unref();
           }),
       ),
@@ -196,12 +201,17 @@ export class ProcessSet {
   }
 }
 
-function killGroup(pid: number, signal: NodeJS.Signals): void {
+/** Sends `sig` to the process `pid`; to its whole process group when `pid` is negative. */
+function sendSignal(pid: number, sig: NodeJS.Signals): void {
   try {
-    process.kill(-pid, signal);
+    process.kill(pid, sig);
   } catch {
     // already gone
   }
+}
+
+function killGroup(pid: number, sig: NodeJS.Signals): void {
+  sendSignal(-pid, sig);
 }
 
 async function waitReady(proc: BenchProcess, urlPath: string, timeoutMs = 120_000): Promise<void> {
