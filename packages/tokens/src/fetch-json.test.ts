@@ -1,6 +1,9 @@
+import { execFile } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createJsonGetter } from './fetch-json';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { createJsonGetter, httpGetJson } from './fetch-json';
 
 // Real servers on port 0: what is tested is which instance a real GET reaches.
 
@@ -76,5 +79,62 @@ describe('createJsonGetter', () => {
     const get = createJsonGetter('feed', [await closedUrl(), a.url], 1_000);
     await expect(get()).rejects.toThrow('feed answered 500');
     expect(() => createJsonGetter('feed', [], 1_000)).toThrow('no URL to fetch the feed from');
+  });
+});
+
+/** A server on port 0 that answers every request with `handle`. */
+async function startServer(handle: http.RequestListener): Promise<string> {
+  const server = http.createServer(handle);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  instances.push({
+    url: '',
+    hits: 0,
+    status: 0,
+    close: () =>
+      new Promise((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  });
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}/feed`;
+}
+
+describe('httpGetJson', () => {
+  it('reads at most maxBytes of an answer', async () => {
+    const url = await startServer((_req, res) => res.end(JSON.stringify({ padding: 'x'.repeat(2_000) })));
+    await expect(httpGetJson(url, 1_000, 1_024)).rejects.toThrow('larger than 1024 bytes');
+    expect(await httpGetJson(url, 1_000)).toMatchObject({ status: 200, body: { padding: expect.any(String) } });
+  });
+
+  it('gives up on an instance that does not answer in time, and asks the next', async () => {
+    const silent = await startServer(() => {
+      // never answers
+    });
+    const b = await startInstance('b');
+    await expect(httpGetJson(silent, 200)).rejects.toThrow(`no answer from ${silent} within 200 ms`);
+    expect(await createJsonGetter('feed', [silent, b.url], 200)()).toEqual({ from: 'b' });
+  });
+
+  it('fails on a 2xx body that is not JSON, and returns the status of a non-2xx one', async () => {
+    const url = await startServer((req, res) => {
+      res.statusCode = req.headers.accept === 'application/json' && !req.url?.includes('missing') ? 200 : 404;
+      res.end('<html>not JSON</html>');
+    });
+    await expect(httpGetJson(url, 1_000)).rejects.toThrow(SyntaxError);
+    expect(await httpGetJson(`${url}/missing`, 1_000)).toEqual({ status: 404 });
+    await expect(httpGetJson('ftp://127.0.0.1/feed', 1_000)).rejects.toThrow('cannot GET ftp: URLs');
+  });
+
+  it("does not load Node's fetch (undici) to poll", async () => {
+    // In a process of its own: the test runner may have loaded fetch already.
+    const a = await startInstance('a');
+    const script = [
+      `const { createJsonGetter } = require(${JSON.stringify(path.join(__dirname, 'fetch-json.ts'))});`,
+      `createJsonGetter('feed', [${JSON.stringify(a.url)}], 1000)().then((body) => {`,
+      "  console.log(JSON.stringify({ body, undici: process.moduleLoadList.some((name) => name.includes('undici')) }));",
+      '});',
+    ].join('\n');
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '-e', script]);
+    expect(JSON.parse(stdout)).toEqual({ body: { from: 'a' }, undici: false });
   });
 });

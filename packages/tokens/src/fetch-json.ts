@@ -1,7 +1,84 @@
+import http from 'node:http';
+import https from 'node:https';
+
+/** The largest body a JSON GET reads, bytes: a JWKS or a revocation feed is far smaller. */
+export const MAX_JSON_BYTES = 8 * 1024 * 1024;
+
+/** What one GET answered: its status and, for a 2xx, its body parsed as JSON. */
+export interface JsonAnswer {
+  status: number;
+  body?: unknown;
+}
+
+/**
+ * One GET of a JSON document over node:http or node:https: no redirects followed, at most
+ * `maxBytes` of body read, and the whole exchange within `timeoutMs`. A body that is not JSON
+ * is a failure; a non-2xx answer is not (its status is returned, its body drained).
+ *
+ * @remarks Not `fetch`: Node's fetch loads undici, about 13 MiB of resident memory per process
+ * (measured), which the content service would carry only for its two polls of auth. Sockets
+ * are kept alive between polls by Node's global agents.
+ */
+export function httpGetJson(url: string, timeoutMs: number, maxBytes = MAX_JSON_BYTES): Promise<JsonAnswer> {
+  return new Promise((resolve, reject) => {
+    const target = new URL(url);
+    const client = target.protocol === 'https:' ? https : target.protocol === 'http:' ? http : undefined;
+    if (!client) {
+      reject(new Error(`cannot GET ${target.protocol} URLs, only http: and https:`));
+      return;
+    }
+    const fail = (err: Error) => {
+      clearTimeout(timer);
+      request.destroy();
+      reject(err);
+    };
+    const timer = setTimeout(() => fail(new Error(`no answer from ${url} within ${timeoutMs} ms`)), timeoutMs);
+    const request = client.get(target, { headers: { accept: 'application/json' } }, (response) => {
+      const status = response.statusCode ?? 0;
+      if (status < 200 || status > 299) {
+        clearTimeout(timer);
+        response.resume();
+        resolve({ status });
+        return;
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      response.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > maxBytes) fail(new Error(`answer from ${url} is larger than ${maxBytes} bytes`));
+        else chunks.push(chunk);
+      });
+      response.on('error', fail);
+      response.on('end', () => {
+        clearTimeout(timer);
+        try {
+          resolve({ status, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) });
+        } catch (err) {
+          reject(err instanceof Error ? err : new Error(String(err)));
+        }
+      });
+    });
+    request.on('error', fail);
+  });
+}
+
+/** `fetch` (an injected one: a test's, or one that goes through a proxy) as a JSON GET. */
+function viaFetch(doFetch: typeof fetch): (url: string, timeoutMs: number) => Promise<JsonAnswer> {
+  return async (url, timeoutMs) => {
+    const response = await doFetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    if (!response.ok) {
+      await response.body?.cancel();
+      return { status: response.status };
+    }
+    return { status: response.status, body: await response.json() };
+  };
+}
+
 /**
  * A GET of JSON from one of several instances of the same service: it asks the one that answered
  * last time first, then the others in turn, each with its own timeout, and returns the first
- * 2xx body. When none answers, it throws the last failure.
+ * 2xx body. When none answers, it throws the last failure. Over node:http(s)
+ * ({@link httpGetJson}), or with `doFetch` when one is given.
  *
  * `what` names the resource in errors (`"JWKS answered 503"`).
  */
@@ -9,21 +86,18 @@ export function createJsonGetter(
   what: string,
   urls: readonly string[],
   timeoutMs: number,
-  doFetch: typeof fetch = fetch,
+  doFetch?: typeof fetch,
 ): () => Promise<unknown> {
   if (urls.length === 0) throw new Error(`no URL to fetch the ${what} from`);
+  const get = doFetch ? viaFetch(doFetch) : httpGetJson;
   let preferred = 0;
   return async function getJson() {
     let failure: unknown;
     for (let i = 0; i < urls.length; i++) {
       const index = (preferred + i) % urls.length;
       try {
-        const response = await doFetch(urls[index]!, { signal: AbortSignal.timeout(timeoutMs) });
-        if (!response.ok) {
-          await response.body?.cancel();
-          throw new Error(`${what} answered ${response.status}`);
-        }
-        const body: unknown = await response.json();
+        const { status, body } = await get(urls[index]!, timeoutMs);
+        if (status < 200 || status > 299) throw new Error(`${what} answered ${status}`);
         preferred = index;
         return body;
       } catch (err) {
