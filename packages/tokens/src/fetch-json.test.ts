@@ -100,10 +100,14 @@ async function startServer(handle: http.RequestListener): Promise<string> {
 }
 
 describe('httpGetJson', () => {
-  it('reads at most maxBytes of an answer', async () => {
-    const url = await startServer((_req, res) => res.end(JSON.stringify({ padding: 'x'.repeat(2_000) })));
-    await expect(httpGetJson(url, 1_000, 1_024)).rejects.toThrow('larger than 1024 bytes');
-    expect(await httpGetJson(url, 1_000)).toMatchObject({ status: 200, body: { padding: expect.any(String) } });
+  it('stops reading an answer once it is larger than maxBytes', async () => {
+    const url = await startServer((req, res) => {
+      if (req.url?.includes('small')) return res.end(`\uFEFF${JSON.stringify({ padding: 'x'.repeat(2_000) })}`);
+      // More than the limit, and never the end of it.
+      res.write(`{"padding":"${'x'.repeat(2_000)}`);
+    });
+    await expect(httpGetJson(url, 60_000, 1_024)).rejects.toThrow('larger than 1024 bytes');
+    expect(await httpGetJson(`${url}/small`, 1_000)).toMatchObject({ status: 200, body: { padding: expect.any(String) } });
   });
 
   it('gives up on an instance that does not answer in time, and asks the next', async () => {
@@ -115,13 +119,35 @@ describe('httpGetJson', () => {
     expect(await createJsonGetter('feed', [silent, b.url], 200)()).toEqual({ from: 'b' });
   });
 
-  it('fails on a 2xx body that is not JSON, and returns the status of a non-2xx one', async () => {
+  it('times the whole answer, not only its headers, and fails on one cut short', async () => {
     const url = await startServer((req, res) => {
-      res.statusCode = req.headers.accept === 'application/json' && !req.url?.includes('missing') ? 200 : 404;
-      res.end('<html>not JSON</html>');
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"keys":');
+      if (req.url?.includes('cut')) res.destroy();
+    });
+    await expect(httpGetJson(url, 300)).rejects.toThrow(`no answer from ${url} within 300 ms`);
+    await expect(httpGetJson(`${url}/cut`, 60_000)).rejects.toThrow();
+  });
+
+  it('fails on a 2xx body that is not JSON; returns the status of a non-2xx answer without reading its body or following it', async () => {
+    let redirectsFollowed = 0;
+    let stalledClosed = false;
+    const url = await startServer((req, res) => {
+      if (req.url?.includes('elsewhere')) redirectsFollowed += 1;
+      else if (req.url?.includes('moved')) res.writeHead(302, { location: '/feed/elsewhere' });
+      // An error answer whose body never ends: the client must not keep its connection.
+      else if (req.url?.includes('stalled')) {
+        req.socket.on('close', () => (stalledClosed = true));
+        res.writeHead(503).write('<html>');
+      } else res.writeHead(req.headers.accept === 'application/json' ? 200 : 406);
+      if (!req.url?.includes('stalled')) res.end('<html>not JSON</html>');
     });
     await expect(httpGetJson(url, 1_000)).rejects.toThrow(SyntaxError);
-    expect(await httpGetJson(`${url}/missing`, 1_000)).toEqual({ status: 404 });
+    expect(await httpGetJson(`${url}/moved`, 1_000)).toEqual({ status: 302 });
+    expect(await httpGetJson(`${url}/stalled`, 60_000)).toEqual({ status: 503 });
+    for (let waited = 0; !stalledClosed && waited < 2_000; waited += 20) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(stalledClosed).toBe(true);
+    expect(redirectsFollowed).toBe(0);
     await expect(httpGetJson('ftp://127.0.0.1/feed', 1_000)).rejects.toThrow('cannot GET ftp: URLs');
   });
 
@@ -134,7 +160,7 @@ describe('httpGetJson', () => {
       "  console.log(JSON.stringify({ body, undici: process.moduleLoadList.some((name) => name.includes('undici')) }));",
       '});',
     ].join('\n');
-    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '-e', script]);
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '-e', script], { cwd: path.resolve(__dirname, '../../..') });
     expect(JSON.parse(stdout)).toEqual({ body: { from: 'a' }, undici: false });
   });
 });
