@@ -14,30 +14,31 @@ interface Instance {
   close(): Promise<void>;
 }
 
-const instances: Instance[] = [];
+const closers: (() => Promise<void>)[] = [];
 afterAll(async () => {
-  for (const instance of instances) await instance.close();
+  for (const close of closers) await close();
 });
 
+/** A server on port 0 that answers every request with `handle`; closed after all tests, if not before. */
+async function startServer(handle: http.RequestListener): Promise<{ url: string; close(): Promise<void> }> {
+  const server = http.createServer(handle);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const close = () =>
+    new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  closers.push(close);
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/feed`, close };
+}
+
 async function startInstance(name: string): Promise<Instance> {
-  const server = http.createServer((_req, res) => {
+  const instance: Instance = { url: '', hits: 0, status: 200, close: async () => {} };
+  const { url, close } = await startServer((_req, res) => {
     instance.hits += 1;
     res.writeHead(instance.status, { 'content-type': 'application/json' }).end(JSON.stringify({ from: name }));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  const instance: Instance = {
-    url: `http://127.0.0.1:${port}/feed`,
-    hits: 0,
-    status: 200,
-    close: () =>
-      new Promise((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
-  instances.push(instance);
-  return instance;
+  return Object.assign(instance, { url, close });
 }
 
 async function closedUrl(): Promise<string> {
@@ -82,26 +83,9 @@ describe('createJsonGetter', () => {
   });
 });
 
-/** A server on port 0 that answers every request with `handle`. */
-async function startServer(handle: http.RequestListener): Promise<string> {
-  const server = http.createServer(handle);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  instances.push({
-    url: '',
-    hits: 0,
-    status: 0,
-    close: () =>
-      new Promise((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  });
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}/feed`;
-}
-
 describe('httpGetJson', () => {
   it('stops reading an answer once it is larger than maxBytes', async () => {
-    const url = await startServer((req, res) => {
+    const { url } = await startServer((req, res) => {
       if (req.url?.includes('small')) return res.end(`\uFEFF${JSON.stringify({ padding: 'x'.repeat(2_000) })}`);
       // More than the limit, and never the end of it.
       res.write(`{"padding":"${'x'.repeat(2_000)}`);
@@ -111,7 +95,7 @@ describe('httpGetJson', () => {
   });
 
   it('gives up on an instance that does not answer in time, and asks the next', async () => {
-    const silent = await startServer(() => {
+    const { url: silent } = await startServer(() => {
       // never answers
     });
     const b = await startInstance('b');
@@ -120,7 +104,7 @@ describe('httpGetJson', () => {
   });
 
   it('times the whole answer, not only its headers, and fails on one cut short', async () => {
-    const url = await startServer((req, res) => {
+    const { url } = await startServer((req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.write('{"keys":');
       if (req.url?.includes('cut')) res.destroy();
@@ -132,7 +116,7 @@ describe('httpGetJson', () => {
   it('fails on a 2xx body that is not JSON; returns the status of a non-2xx answer without reading its body or following it', async () => {
     let redirectsFollowed = 0;
     let stalledClosed = false;
-    const url = await startServer((req, res) => {
+    const { url } = await startServer((req, res) => {
       if (req.url?.includes('elsewhere')) redirectsFollowed += 1;
       else if (req.url?.includes('moved')) res.writeHead(302, { location: '/feed/elsewhere' });
       // An error answer whose body never ends: the client must not keep its connection.
