@@ -254,9 +254,13 @@ function percent(share: number): string {
  */
 const MIN_PROFILE_SAMPLES = 50;
 
+function hasEnoughSamples(summary: ProfileSummary): boolean {
+  return summary.samples >= MIN_PROFILE_SAMPLES;
+}
+
 /** `own code 12 %, packages 25 %, …` for one profiled process. */
 function categoryText(summary: ProfileSummary): string {
-  if (summary.samples < MIN_PROFILE_SAMPLES) return `${summary.samples} samples, too few to tell`;
+  if (!hasEnoughSamples(summary)) return `${summary.samples} samples, too few to tell`;
   return CATEGORIES.map((category) => `${CATEGORY_TITLES[category]} ${percent(summary.categories[category])}`).join(', ');
 }
 
@@ -267,7 +271,7 @@ function sharesText(shares: readonly TimeShare[]): string {
 /** With `--profile`: a section on where each serving process spent its time. */
 function profileSection(profiles: readonly ProfileSummary[], problems: readonly string[]): string[] {
   const columns = CATEGORIES.map((category) => CATEGORY_TITLES[category]);
-  const told = profiles.filter((summary) => summary.samples >= MIN_PROFILE_SAMPLES);
+  const told = profiles.filter(hasEnoughSamples);
   return [
     '## Where the time goes',
     '',
@@ -289,8 +293,9 @@ function profileSection(profiles: readonly ProfileSummary[], problems: readonly 
     `| workload | process | samples | sampled ms | ${columns.join(' | ')} | top packages |`,
     `|---|---|---:|---:|${columns.map(() => '---:').join('|')}|---|`,
     ...profiles.map((summary) => {
-      const shares = summary.samples >= MIN_PROFILE_SAMPLES ? CATEGORIES.map((category) => percent(summary.categories[category])) : CATEGORIES.map(() => '–');
-      const packages = summary.samples >= MIN_PROFILE_SAMPLES ? sharesText(summary.packages) : '–';
+      const enough = hasEnoughSamples(summary);
+      const shares = CATEGORIES.map((category) => (enough ? percent(summary.categories[category]) : '–'));
+      const packages = enough ? sharesText(summary.packages) : '–';
       return `| ${summary.workload} | ${summary.process} | ${summary.samples} | ${fixed(summary.sampledMs, 0)} | ${shares.join(' | ')} | ${packages} |`;
     }),
     '',

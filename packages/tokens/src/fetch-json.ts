@@ -4,6 +4,11 @@ import https from 'node:https';
 /** The largest body a JSON GET reads, bytes: a JWKS or a revocation feed is far smaller. */
 export const MAX_JSON_BYTES = 8 * 1024 * 1024;
 
+/** True for a 2xx status. */
+function isSuccess(status: number): boolean {
+  return status >= 200 && status <= 299;
+}
+
 /** What one GET answered: its status and, for a 2xx, its body parsed as JSON. */
 export interface JsonAnswer {
   status: number;
@@ -34,7 +39,7 @@ export function httpGetJson(url: string, timeoutMs: number, maxBytes = MAX_JSON_
     };
     const request = client.get(target, { headers: { accept: 'application/json' } }, (response) => {
       const status = response.statusCode ?? 0;
-      if (status < 200 || status > 299) {
+      if (!isSuccess(status)) {
         // Its body is of no use: the connection goes, rather than wait for a body that may stall.
         clearTimeout(timer);
         request.destroy();
@@ -100,7 +105,7 @@ export function createJsonGetter(
       const index = (preferred + i) % urls.length;
       try {
         const { status, body } = await get(urls[index]!, timeoutMs);
-        if (status < 200 || status > 299) throw new Error(`${what} answered ${status}`);
+        if (!isSuccess(status)) throw new Error(`${what} answered ${status}`);
         preferred = index;
         return body;
       } catch (err) {
