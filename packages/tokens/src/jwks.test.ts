@@ -125,6 +125,17 @@ describe('createJwksClient', () => {
     expect(server.requests).toBe(1);
   });
 
+  it('knownKey answers from the cache only, and never fetches', async () => {
+    const server = await serve([jwkA]);
+    const { keys } = client(server.url);
+    expect(keys.knownKey('key-a')).toBeUndefined();
+    expect(server.requests).toBe(0);
+    await keys.refresh();
+    expect(keys.knownKey('key-a')?.equals(keyA)).toBe(true);
+    expect(keys.knownKey('key-b')).toBeUndefined();
+    expect(server.requests).toBe(1);
+  });
+
   it('answers a known kid from the cache without calling the server again', async () => {
     const server = await serve([jwkA, jwkB]);
     const { keys, clock } = client(server.url);

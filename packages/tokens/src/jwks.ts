@@ -26,6 +26,8 @@ export function toPublicJwk(kid: string, publicKey: KeyObject): PublicJwk {
 export interface KeyResolver {
   /** The key for `kid`, or undefined when it is unknown even after a permitted refetch. */
   getKey(kid: string): Promise<KeyObject | undefined>;
+  /** The key cached for `kid` now, without fetching: for a check that must not wait. */
+  knownKey(kid: string): KeyObject | undefined;
 }
 
 export interface JwksClientOptions {
@@ -123,6 +125,7 @@ export function createJwksClient(options: JwksClientOptions): JwksClient {
     get refreshes() {
       return { ...refreshes };
     },
+    knownKey: (kid) => keys.get(kid),
     async getKey(kid) {
       const cached = keys.get(kid);
       if (cached) return cached;

@@ -42,6 +42,7 @@ function memoryKeys(): { resolver: KeyResolver; lookups: string[] } {
         lookups.push(kid);
         return keys.get(kid);
       },
+      knownKey: (kid) => keys.get(kid),
     },
   };
 }
@@ -435,7 +436,7 @@ describe('createTokenVerifier with a cache of verified tokens', () => {
     const keys = new Map<string, KeyObject>([[PRIMARY_KID, primary.publicKey]]);
     const state = { now: NOW, revoked: false };
     const verify = createTokenVerifier({
-      keys: { getKey: async (kid) => keys.get(kid) },
+      keys: { getKey: async (kid) => keys.get(kid), knownKey: (kid) => keys.get(kid) },
       issuer: ISSUER,
       audience: AUDIENCE,
       clockToleranceSeconds: TOLERANCE,
@@ -504,6 +505,20 @@ describe('createTokenVerifier with a cache of verified tokens', () => {
     expect(signatureChecks).toHaveBeenCalledTimes(3);
     await verify(a);
     expect(signatureChecks).toHaveBeenCalledTimes(4);
+  });
+
+  it('checks in full a token that ends like a cached one, and keeps the cached one', async () => {
+    const { verify } = cachedSetup(10);
+    const signatureChecks = jest.spyOn(jwt, 'verify');
+    const cached = mint({ id: 1 });
+    await verify(cached);
+    // Another user's claims, signed by an attacker, given the cached token's last characters.
+    const forged = mint({ id: 2 }, { key: { kid: PRIMARY_KID, privateKey: attacker.privateKey } });
+    const lookalike = forged.slice(0, -64) + cached.slice(-64);
+    await expectInvalidToken(verify(lookalike));
+    expect(signatureChecks).toHaveBeenCalledTimes(2);
+    await expect(verify(cached)).resolves.toMatchObject({ id: 1 });
+    expect(signatureChecks).toHaveBeenCalledTimes(2);
   });
 
   it('never caches a refusal', async () => {

@@ -18,6 +18,7 @@ describe('auth with its PostgreSQL server unreachable', () => {
       current: { kid: 'test-key', privateKey },
       publicJwks: async () => ({ keys: [] }),
       getKey: async () => undefined,
+      knownKey: () => undefined,
       reload: async () => undefined,
       startReloading: () => () => undefined,
     };

@@ -211,6 +211,7 @@ export async function createKeyStore(knex: Knex, options: KeyStoreOptions): Prom
       const rows = await publishedKeys(knex, options.clock(), options.accessTokenTtlSeconds);
       return { keys: rows.map(publicJwkOf) };
     },
+    knownKey: (kid) => publicKeys.get(kid),
     async getKey(kid) {
       const known = publicKeys.get(kid);
       if (known) return known;
