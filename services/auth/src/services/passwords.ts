@@ -65,8 +65,8 @@ export interface BcryptPoolLimits {
    */
   strengthIdleMs?: number;
   /**
-   * The strength thread's heap limit in MiB (default 32: the lists alone need about 12, the
-   * worst input up to 14).
+   * The strength thread's heap limit in MiB (default 20: the lists alone need about 12, the
+   * worst input between 14 and 16).
    */
   strengthHeapMb?: number;
 }
@@ -91,10 +91,13 @@ export function createBcryptPool(threads: number, limits: BcryptPoolLimits = {})
       maxThreads: 1,
       idleTimeout: limits.strengthIdleMs ?? 5_000,
       // zxcvbn leaves much garbage, and a new isolate's heap grows freely: 300 scores took the
-      // thread 60 MiB up, 35 with this limit. The lists alone need about 12 MiB, and its worst
-      // input (72 digits, personal inputs at their longest) up to 14; bcrypt-pool.test.ts
-      // scores it. Running out anyway is a 503 `service.busy`, and the thread is replaced.
-      resourceLimits: { maxOldGenerationSizeMb: limits.strengthHeapMb ?? 32 },
+      // thread 60 MiB up, 35 with a limit of 32 MiB. The lists alone need about 12 MiB; the
+      // worst input the sign-up schema allows (72 digits, personal inputs at their longest)
+      // ran out at 14 and passed at 16 (bcrypt-pool.test.ts scores it at this limit). At 20,
+      // auth's peak during a storm of sign-ups was 137-140 MiB, against 141-149 at 32 (`pnpm
+      // bench --only signup,refresh`, 3 runs per set, 2 sets at 32). Running out is a 503
+      // `service.busy`, and the thread is replaced.
+      resourceLimits: { maxOldGenerationSizeMb: limits.strengthHeapMb ?? 20 },
     },
     limits,
   );
