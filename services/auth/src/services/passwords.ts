@@ -59,14 +59,16 @@ export interface BcryptPoolLimits {
    */
   maxWaitMs?: number;
   /**
-   * How long the strength thread stays after its last task (default 5 s: a burst of sign-ups
+   * How long the strength thread stays after its last task (default 2 s: a burst of sign-ups
    * keeps it; once they stop, its memory goes back, and the next sign-up waits about 0.1 s
-   * for a new thread).
+   * for a new thread). With 5 s, `pnpm bench` found it still there when the refreshes began
+   * 4-5 s after the sign-ups, and auth's peak there was 144-153 MiB, against 117 when they
+   * began 6 s after; with 2 s, 114-119 in 3 runs, at the same sign-up rate.
    */
   strengthIdleMs?: number;
   /**
-   * The strength thread's heap limit in MiB (default 20: the lists alone need about 12, the
-   * worst input between 14 and 16).
+   * The strength thread's heap limit in MiB (default 20: the lists alone need about 12 MiB of
+   * heap, and the worst input a limit between 14, where it ran out, and 16, where it passed).
    */
   strengthHeapMb?: number;
 }
@@ -77,7 +79,7 @@ export interface BcryptPoolLimits {
  * storm of sign-ins.
  *
  * @remarks The strength score runs in one thread of its own, started by the first sign-up and
- * ended after `strengthIdleMs` without one. The zxcvbn lists take about 15 MiB in the thread
+ * ended after `strengthIdleMs` without one. The zxcvbn lists take about 12 MiB of heap in the thread
  * that loads them: this way one thread holds them, only while sign-ups come, and a storm of
  * sign-ins never loads them. A score takes a few milliseconds, so one thread outpaces the
  * bcrypt threads' hashes; a flood of its worst case (a long digit string, about 100 ms) waits
@@ -89,11 +91,11 @@ export function createBcryptPool(threads: number, limits: BcryptPoolLimits = {})
     {
       minThreads: 0,
       maxThreads: 1,
-      idleTimeout: limits.strengthIdleMs ?? 5_000,
+      idleTimeout: limits.strengthIdleMs ?? 2_000,
       // zxcvbn leaves much garbage, and a new isolate's heap grows freely: 300 scores took the
       // thread 60 MiB up, 35 with a limit of 32 MiB. The lists alone need about 12 MiB; the
       // worst input the sign-up schema allows (72 digits, personal inputs at their longest)
-      // ran out at 14 and passed at 16 (bcrypt-pool.test.ts scores it at this limit). At 20,
+      // ran out at 14 and passed at 16 (bcrypt-pool.test.ts scores it at the default). At 20,
       // auth's peak during a storm of sign-ups was 137-140 MiB, against 141-149 at 32 (`pnpm
       // bench --only signup,refresh`, 3 runs per set, 2 sets at 32). Running out is a 503
       // `service.busy`, and the thread is replaced.
