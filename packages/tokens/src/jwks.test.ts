@@ -129,6 +129,8 @@ describe('createJwksClient', () => {
     const server = await serve([jwkA]);
     const { keys } = client(server.url);
     expect(keys.knownKey('key-a')).toBeUndefined();
+    // A fetch started in the background would have reached the server by now.
+    await new Promise((resolve) => setTimeout(resolve, 50));
     expect(server.requests).toBe(0);
     await keys.refresh();
     expect(keys.knownKey('key-a')?.equals(keyA)).toBe(true);

@@ -521,6 +521,35 @@ describe('createTokenVerifier with a cache of verified tokens', () => {
     expect(signatureChecks).toHaveBeenCalledTimes(2);
   });
 
+  it('answers a hit from the keys already known, and checks in full when its kid is not among them', async () => {
+    const published = new Map<string, KeyObject>([[PRIMARY_KID, primary.publicKey]]);
+    const known = new Map(published);
+    const fetches: string[] = [];
+    const verify = createTokenVerifier({
+      keys: {
+        getKey: async (kid) => {
+          fetches.push(kid);
+          return published.get(kid);
+        },
+        knownKey: (kid) => known.get(kid),
+      },
+      issuer: ISSUER,
+      audience: AUDIENCE,
+      clockToleranceSeconds: TOLERANCE,
+      nowSeconds: () => NOW,
+      cacheSize: 10,
+    });
+    const signatureChecks = jest.spyOn(jwt, 'verify');
+    const token = mint();
+    await verify(token);
+    await verify(token);
+    expect([fetches.length, signatureChecks.mock.calls.length]).toEqual([1, 1]);
+    // Not known right now (say, the cached keys were replaced): the full check may fetch it.
+    known.clear();
+    await expect(verify(token)).resolves.toMatchObject({ sub: '7' });
+    expect([fetches.length, signatureChecks.mock.calls.length]).toEqual([2, 2]);
+  });
+
   it('never caches a refusal', async () => {
     const { verify } = cachedSetup(10);
     const forged = mint({}, { key: { kid: PRIMARY_KID, privateKey: attacker.privateKey } });

@@ -18,7 +18,7 @@ export interface VerifyOptions {
 }
 
 interface Verified {
-  /** The whole token: a hit must be this very token, not one that shares its key. */
+  /** The whole token: a hit must be this very token, not another that shares its cache key. */
   token: string;
   claims: AccessTokenClaims;
   kid: string;
@@ -66,10 +66,12 @@ export function createTokenVerifier(options: VerifyOptions): (token: string) => 
 
   function remember(token: string, entry: Verified): void {
     if (cacheSize === 0) return;
-    // A Map iterates in insertion order: the first key is the oldest entry.
+    const key = cacheKey(token);
+    // A Map iterates in insertion order: the first key is the oldest entry. A token verified
+    // twice at once (two first requests) replaces its own entry and evicts nothing.
     const oldest = verified.keys().next();
-    if (verified.size >= cacheSize && !oldest.done) verified.delete(oldest.value);
-    verified.set(cacheKey(token), entry);
+    if (!verified.has(key) && verified.size >= cacheSize && !oldest.done) verified.delete(oldest.value);
+    verified.set(key, entry);
   }
 
   function fromCache(token: string): AccessTokenClaims | undefined {
